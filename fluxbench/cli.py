@@ -1,0 +1,79 @@
+"""The `fluxbench` command.
+
+Each subcommand lives in `fluxbench/commands/<name>.py` with `add_arguments(parser)` and `main(args) -> int`;
+those modules keep heavy imports inside `main`, and only the chosen one is imported, so `--help` and
+listings start instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from fluxbench import FluxbenchError, __version__
+
+# name -> (one-line summary, module)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("benchmark a model on a set: generate, embed, score, record (offline demo by default)", "run"),
+    "generate": ("turn captions into audio files with a registered model", "generate"),
+    "score": ("compute FAD / FD / KL / IS / CLAP between generated and reference audio", "score"),
+    "train": ("train a FluxMusic model (rectified flow or the DDPM/DDIM ablation)", "train"),
+    "report": ("turn results files into tables and figures", "report"),
+    "human-eval": ("design, serve and analyse blinded OVL/REL listening tests", "human_eval"),
+    "models": ("list registered models", "models"),
+    "sets": ("list registered evaluation sets", "sets"),
+}
+
+
+def _top_level_help() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [
+        f"usage: fluxbench [--version] <command> [options]",
+        "",
+        "Evaluation, benchmarking and a model zoo for text-to-music generation.",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name.ljust(width)}  {summary}" for name, (summary, _) in COMMANDS.items()]
+    lines += ["", "Run `fluxbench <command> --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def build_parser(command: str) -> tuple[argparse.ArgumentParser, object]:
+    summary, module_name = COMMANDS[command]
+    module = importlib.import_module(f"fluxbench.commands.{module_name}")
+    parser = argparse.ArgumentParser(prog=f"fluxbench {command}", description=summary)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+    module.add_arguments(parser)
+    return parser, module
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_top_level_help())
+        return 0
+    if argv[0] == "--version":
+        print(f"fluxbench {__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"fluxbench: error: unknown command {command!r}; known: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    parser, module = build_parser(command)
+    args = parser.parse_args(rest)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    try:
+        return int(module.main(args) or 0)
+    except FluxbenchError as error:
+        print(f"fluxbench {command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fluxbench {command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

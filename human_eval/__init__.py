@@ -1,0 +1,1 @@
+"""Listening tests: study design, the rating app, storage and analysis."""

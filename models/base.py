@@ -1,0 +1,40 @@
+"""The one interface every text-to-music model in the zoo meets."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+
+@dataclass
+class GeneratedAudio:
+    """Mono clips, one row per prompt, float32 in [-1, 1] at `sample_rate`."""
+
+    waveforms: np.ndarray  # [batch, samples]
+    sample_rate: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.waveforms.ndim != 2:
+            raise ValueError(f"waveforms must be [batch, samples], got shape {self.waveforms.shape}")
+
+
+class TextToMusicModel(abc.ABC):
+    """prompts, duration, seed -> waveforms at a stated rate.
+
+    `fingerprint()` identifies weights + code-relevant settings, so stored clips can be keyed by it.
+    """
+
+    name: str
+    sample_rate: int
+
+    @abc.abstractmethod
+    def generate(self, prompts: Sequence[str], duration: float = 10.24, seed: int = 0, **settings: Any) -> GeneratedAudio:
+        """Generate one clip per prompt; the same seed and settings give the same audio on the same device."""
+
+    @abc.abstractmethod
+    def fingerprint(self) -> str:
+        """A short stable string naming the weights (checksums) and fixed generation settings."""

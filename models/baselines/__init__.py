@@ -1,0 +1,1 @@
+"""Baseline adapters behind the one model interface."""

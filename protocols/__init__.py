@@ -1,0 +1,1 @@
+"""Protocols: evaluation sets and metrics."""

@@ -1,0 +1,1 @@
+"""Metrics: FAD / FD / KL / IS / CLAP score and their backbones."""

@@ -1,0 +1,1 @@
+"""Reports: tables and figures derived from results files."""
