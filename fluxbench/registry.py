@@ -31,8 +31,10 @@ class Entry:
 
     def load(self) -> Callable[..., Any]:
         module_name, _, attribute = self.target.partition(":")
-        module = importlib.import_module(module_name)
-        return getattr(module, attribute)
+        target: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):  # "Class.classmethod" targets are allowed
+            target = getattr(target, part)
+        return target
 
     def create(self, *args: Any, **kwargs: Any) -> Any:
         return self.load()(*args, **kwargs)
