@@ -1,0 +1,255 @@
+"""The FluxMusic transformer: double-stream (text | music) blocks, then single-stream blocks.
+
+Module and parameter names follow the released checkpoints exactly (`img_in`, `double_blocks.N.img_attn.qkv`,
+`single_blocks.N.linear1`, `final_layer.adaLN_modulation.1`, ...), so their `ema` state dicts load strictly.
+The computation equals the official forward; it is organised for speed: rotary tables are built once per
+forward, projections of both streams are concatenated once per block, and element-wise steps are fused
+(addcmul) instead of materialising intermediates.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fluxbench.models.fluxmusic.configs import PATCH, TIME_EMBED_DIM, FluxMusicConfig
+
+__all__ = ["FluxMusicTransformer", "patchify", "unpatchify", "music_ids", "text_ids", "timestep_embedding"]
+
+
+# ---- token layout ---------------------------------------------------------------------------------------
+def patchify(latent: Tensor) -> Tensor:
+    """[B, C, H, W] -> [B, (H/2)(W/2), C*4], token order row-major over the patch grid, values (c, ph, pw)."""
+    b, c, h, w = latent.shape
+    if h % PATCH or w % PATCH:
+        raise ValueError(f"latent height and width must be even for 2x2 patches, got {h} x {w}")
+    x = latent.reshape(b, c, h // PATCH, PATCH, w // PATCH, PATCH)
+    return x.permute(0, 2, 4, 1, 3, 5).reshape(b, (h // PATCH) * (w // PATCH), c * PATCH * PATCH)
+
+
+def unpatchify(tokens: Tensor, height: int, width: int) -> Tensor:
+    """Inverse of `patchify` for a latent of `height` x `width`."""
+    b, n, d = tokens.shape
+    gh, gw, c = height // PATCH, width // PATCH, d // (PATCH * PATCH)
+    if gh * gw != n:
+        raise ValueError(f"{n} tokens do not form a {height} x {width} latent")
+    x = tokens.reshape(b, gh, gw, c, PATCH, PATCH)
+    return x.permute(0, 3, 1, 4, 2, 5).reshape(b, c, height, width)
+
+
+def music_ids(batch: int, height: int, width: int, device: torch.device | str | None = None) -> Tensor:
+    """Position ids (0, row, col) of the 2x2 patch grid of a `height` x `width` latent: [B, N, 3]."""
+    gh, gw = height // PATCH, width // PATCH
+    ids = torch.zeros(gh, gw, 3, device=device)
+    ids[..., 1] = torch.arange(gh, device=device)[:, None]
+    ids[..., 2] = torch.arange(gw, device=device)[None, :]
+    return ids.reshape(1, gh * gw, 3).expand(batch, -1, -1).contiguous()
+
+
+def text_ids(batch: int, tokens: int, device: torch.device | str | None = None) -> Tensor:
+    return torch.zeros(batch, tokens, 3, device=device)
+
+
+# ---- embeddings -----------------------------------------------------------------------------------------
+def timestep_embedding(t: Tensor, dim: int = TIME_EMBED_DIM, max_period: float = 10_000.0, scale: float = 1000.0) -> Tensor:
+    """Sinusoidal embedding of t in [0, 1] (scaled by 1000), [cos | sin] halves."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = (scale * t)[:, None].float() * freqs[None]
+    embedding = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        embedding = torch.cat([embedding, torch.zeros_like(embedding[:, :1])], dim=-1)
+    return embedding.to(t.dtype) if torch.is_floating_point(t) else embedding
+
+
+def rotary_tables(ids: Tensor, axes_dim: list[int], theta: float) -> tuple[Tensor, Tensor]:
+    """cos and sin tables [B, 1, L, head_dim/2] for positions `ids` [B, L, n_axes] (angles in float64)."""
+    angles = []
+    for axis, dim in enumerate(axes_dim):
+        omega = 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float64, device=ids.device) / dim)
+        angles.append(ids[..., axis, None].double() * omega)
+    angle = torch.cat(angles, dim=-1).unsqueeze(1)
+    return torch.cos(angle).float(), torch.sin(angle).float()
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate consecutive pairs (x0, x1) of the last axis by the tables' angles."""
+    pairs = x.float().unflatten(-1, (-1, 2))
+    x0, x1 = pairs.unbind(-1)
+    out = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2)
+    return out.type_as(x)
+
+
+# ---- building blocks (names mirror the checkpoint) -------------------------------------------------------
+class MLPEmbedder(nn.Module):
+    def __init__(self, in_dim: int, hidden: int):
+        super().__init__()
+        self.in_layer = nn.Linear(in_dim, hidden)
+        self.out_layer = nn.Linear(hidden, hidden)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out_layer(F.silu(self.in_layer(x)))
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=1e-6)
+        return normed.to(x.dtype) * self.scale
+
+
+class QKNorm(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.query_norm = RMSNorm(dim)
+        self.key_norm = RMSNorm(dim)
+
+
+class Modulation(nn.Module):
+    """Projects the conditioning vector to (shift, scale, gate) triples; `lin` sees silu(vec)."""
+
+    def __init__(self, dim: int, triples: int):
+        super().__init__()
+        self.triples = triples
+        self.lin = nn.Linear(dim, 3 * triples * dim)
+
+    def forward(self, vec_act: Tensor) -> list[Tensor]:
+        return self.lin(vec_act)[:, None, :].chunk(3 * self.triples, dim=-1)
+
+
+class StreamAttention(nn.Module):
+    """Per-stream projections of a double block (`qkv`, `norm`, `proj`)."""
+
+    def __init__(self, dim: int, qkv_bias: bool, head_dim: int):
+        super().__init__()
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.norm = QKNorm(head_dim)
+        self.proj = nn.Linear(dim, dim)
+
+
+def _modulated_norm(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    return torch.addcmul(shift, F.layer_norm(x, (x.shape[-1],), eps=1e-6), 1 + scale)
+
+
+def _split_heads(qkv: Tensor, heads: int) -> tuple[Tensor, Tensor, Tensor]:
+    """[B, L, 3*H*D] -> three [B, L, H, D] views."""
+    return qkv.unflatten(-1, (3, heads, -1)).unbind(2)
+
+
+def _attention(q: Tensor, k: Tensor, v: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """q, k, v as [B, H, L, D]; rotary on q and k; output [B, L, H*D]."""
+    q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+    out = F.scaled_dot_product_attention(q, k, v)
+    return out.transpose(1, 2).flatten(2)
+
+
+class DoubleStreamBlock(nn.Module):
+    def __init__(self, hidden: int, heads: int, mlp_ratio: float, qkv_bias: bool):
+        super().__init__()
+        self.heads = heads
+        head_dim, mlp_hidden = hidden // heads, int(hidden * mlp_ratio)
+        for stream in ("img", "txt"):
+            setattr(self, f"{stream}_mod", Modulation(hidden, triples=2))
+            setattr(self, f"{stream}_attn", StreamAttention(hidden, qkv_bias, head_dim))
+            setattr(self, f"{stream}_mlp", nn.Sequential(
+                nn.Linear(hidden, mlp_hidden), nn.GELU(approximate="tanh"), nn.Linear(mlp_hidden, hidden)))
+
+    def _qkv(self, x: Tensor, attn: StreamAttention, shift: Tensor, scale: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        q, k, v = _split_heads(attn.qkv(_modulated_norm(x, shift, scale)), self.heads)
+        return attn.norm.query_norm(q).to(v.dtype), attn.norm.key_norm(k).to(v.dtype), v
+
+    def forward(self, img: Tensor, txt: Tensor, vec_act: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
+        i_shift1, i_scale1, i_gate1, i_shift2, i_scale2, i_gate2 = self.img_mod(vec_act)
+        t_shift1, t_scale1, t_gate1, t_shift2, t_scale2, t_gate2 = self.txt_mod(vec_act)
+        tq, tk, tv = self._qkv(txt, self.txt_attn, t_shift1, t_scale1)
+        iq, ik, iv = self._qkv(img, self.img_attn, i_shift1, i_scale1)
+        # Joint attention over [text; music] tokens.
+        q, k, v = (torch.cat(pair, dim=1).transpose(1, 2) for pair in ((tq, iq), (tk, ik), (tv, iv)))
+        attn = _attention(q, k, v, cos, sin)
+        n_txt = txt.shape[1]
+        txt_attn, img_attn = attn[:, :n_txt], attn[:, n_txt:]
+
+        img = torch.addcmul(img, i_gate1, self.img_attn.proj(img_attn))
+        img = torch.addcmul(img, i_gate2, self.img_mlp(_modulated_norm(img, i_shift2, i_scale2)))
+        txt = torch.addcmul(txt, t_gate1, self.txt_attn.proj(txt_attn))
+        txt = torch.addcmul(txt, t_gate2, self.txt_mlp(_modulated_norm(txt, t_shift2, t_scale2)))
+        return img, txt
+
+
+class SingleStreamBlock(nn.Module):
+    """Fused block over the joint sequence: linear1 = [qkv | mlp_in], linear2 = [attn_out | mlp_out] -> hidden."""
+
+    def __init__(self, hidden: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.heads, self.hidden = heads, hidden
+        self.mlp_hidden = int(hidden * mlp_ratio)
+        self.linear1 = nn.Linear(hidden, 3 * hidden + self.mlp_hidden)
+        self.linear2 = nn.Linear(hidden + self.mlp_hidden, hidden)
+        self.norm = QKNorm(hidden // heads)
+        self.modulation = Modulation(hidden, triples=1)
+
+    def forward(self, x: Tensor, vec_act: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        shift, scale, gate = self.modulation(vec_act)
+        qkv, mlp = self.linear1(_modulated_norm(x, shift, scale)).split([3 * self.hidden, self.mlp_hidden], dim=-1)
+        q, k, v = _split_heads(qkv, self.heads)
+        q = self.norm.query_norm(q).to(v.dtype).transpose(1, 2)
+        k = self.norm.key_norm(k).to(v.dtype).transpose(1, 2)
+        attn = _attention(q, k, v.transpose(1, 2), cos, sin)
+        out = self.linear2(torch.cat((attn, F.gelu(mlp, approximate="tanh")), dim=-1))
+        return torch.addcmul(x, gate, out)
+
+
+class LastLayer(nn.Module):
+    def __init__(self, hidden: int, out_channels: int):
+        super().__init__()
+        self.linear = nn.Linear(hidden, out_channels)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 2 * hidden))
+
+    def forward(self, x: Tensor, vec: Tensor) -> Tensor:
+        shift, scale = self.adaLN_modulation(vec)[:, None, :].chunk(2, dim=-1)
+        return self.linear(_modulated_norm(x, shift, scale))
+
+
+# ---- the model -----------------------------------------------------------------------------------------
+class FluxMusicTransformer(nn.Module):
+    """forward(x, img_ids, txt, txt_ids, t, y) -> velocity (or epsilon) in token space [B, N, in_channels]."""
+
+    def __init__(self, config: FluxMusicConfig | dict):
+        super().__init__()
+        config = config if isinstance(config, FluxMusicConfig) else FluxMusicConfig.from_dict(dict(config))
+        self.config = config
+        h = config.hidden_size
+        self.img_in = nn.Linear(config.in_channels, h)
+        self.time_in = MLPEmbedder(TIME_EMBED_DIM, h)
+        self.vector_in = MLPEmbedder(config.vec_in_dim, h)
+        self.txt_in = nn.Linear(config.context_in_dim, h)
+        self.double_blocks = nn.ModuleList(
+            DoubleStreamBlock(h, config.num_heads, config.mlp_ratio, config.qkv_bias) for _ in range(config.depth))
+        self.single_blocks = nn.ModuleList(
+            SingleStreamBlock(h, config.num_heads, config.mlp_ratio) for _ in range(config.depth_single_blocks))
+        self.final_layer = LastLayer(h, config.in_channels)
+
+    def forward(self, x: Tensor, img_ids: Tensor, txt: Tensor, txt_ids: Tensor, t: Tensor, y: Tensor) -> Tensor:
+        if x.ndim != 3 or txt.ndim != 3:
+            raise ValueError(f"x and txt must be [batch, tokens, features], got {tuple(x.shape)} and {tuple(txt.shape)}")
+        img = self.img_in(x)
+        vec = self.time_in(timestep_embedding(t)) + self.vector_in(y)
+        txt = self.txt_in(txt)
+        cos, sin = rotary_tables(torch.cat((txt_ids, img_ids), dim=1), self.config.axes_dim, self.config.theta)
+        vec_act = F.silu(vec)  # every modulation sees silu(vec); computed once
+
+        for block in self.double_blocks:
+            img, txt = block(img, txt, vec_act, cos, sin)
+        joint = torch.cat((txt, img), dim=1)
+        for block in self.single_blocks:
+            joint = block(joint, vec_act, cos, sin)
+        return self.final_layer(joint[:, txt.shape[1]:], vec)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
