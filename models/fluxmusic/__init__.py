@@ -7,8 +7,8 @@ from fluxbench.models.fluxmusic.configs import SIZES, FluxMusicConfig, get_confi
 
 _LAZY = {
     "FluxMusicTransformer": "fluxbench.models.fluxmusic.transformer",
-    "load_checkpoint": "fluxbench.models.fluxmusic.checkpoint",
-    "save_checkpoint": "fluxbench.models.fluxmusic.checkpoint",
+    "load_transformer": "fluxbench.models.fluxmusic.checkpoint",
+    "save_official": "fluxbench.models.fluxmusic.checkpoint",
 }
 
 __all__ = ["SIZES", "FluxMusicConfig", "get_config", *_LAZY]
