@@ -56,6 +56,29 @@ def fit_length(wave: np.ndarray, samples: int) -> np.ndarray:
     return np.pad(wave, pad)
 
 
+def resample(wave: np.ndarray, rate_from: int, rate_to: int) -> np.ndarray:
+    """Polyphase resampling along the last axis (exact rational ratio, Kaiser-windowed anti-aliasing)."""
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    if rate_from == rate_to:
+        return wave
+    common = gcd(int(rate_from), int(rate_to))
+    return resample_poly(wave, rate_to // common, rate_from // common, axis=-1).astype(wave.dtype, copy=False)
+
+
+def integrated_loudness(wave: np.ndarray, sample_rate: int) -> float:
+    """ITU-R BS.1770-4 integrated loudness in LUFS of [samples] or [channels, samples]; -inf for silence."""
+    import pyloudnorm
+
+    data = np.asarray(wave, dtype=np.float64)
+    data = data.T if data.ndim == 2 else data
+    if data.shape[0] < int(0.4 * sample_rate):
+        raise AudioError(f"loudness needs at least 0.4 s of audio, got {data.shape[0] / sample_rate:.3f} s")
+    return float(pyloudnorm.Meter(sample_rate).integrated_loudness(data))
+
+
 def write_wav(path: str | os.PathLike, wave: np.ndarray, sample_rate: int) -> Path:
     """Write float audio ([samples] or [channels, samples]) as 16-bit PCM WAV, atomically."""
     import soundfile as sf
