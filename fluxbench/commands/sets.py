@@ -1,0 +1,25 @@
+"""`fluxbench sets`: the evaluation sets, their sizes and where their audio is expected."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from fluxbench import registry
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable listing")
+
+
+def main(args: argparse.Namespace) -> int:
+    rows = [{"name": e.name, "summary": e.summary, **e.facts} for e in registry.entries("set")]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = ["name", "items", "audio expected at", "summary"]
+    table = [[r["name"], str(r.get("items", "-")), str(r.get("audio", "-")), r["summary"]] for r in rows]
+    widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
+    for r in [header, ["-" * w for w in widths], *table]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0

@@ -1,0 +1,119 @@
+"""The command line's listings and errors, and the mapping of the wings into one import package."""
+
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import fluxbench
+from fluxbench.cli import COMMANDS, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fluxbench.cli", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_help_lists_every_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in COMMANDS:
+        assert f"  {name} " in out
+
+
+def test_every_command_module_builds_its_parser():
+    from fluxbench.cli import build_parser
+
+    for name in COMMANDS:
+        try:
+            parser, module = build_parser(name)
+        except ModuleNotFoundError as error:
+            pytest.fail(f"command {name!r} has no module: {error}")
+        assert hasattr(module, "main")
+        assert parser.format_help()
+
+
+def test_models_json_has_exact_counts(checkpoint_manifest):
+    result = run_cli("models", "--json")
+    assert result.returncode == 0, result.stderr
+    listed = {row["name"]: row for row in json.loads(result.stdout)}
+    for size in ("small", "base", "large", "giant", "giant_full"):
+        row = listed["fluxmusic-" + size.replace("_", "-")]
+        assert row["parameters"] == checkpoint_manifest[size]["parameters"]
+        assert row["sample_rate"] == 16000 and row["weights"].startswith("hf://feizhengcong/FluxMusic/")
+
+
+def test_models_table_and_flops():
+    result = run_cli("models", "--flops")
+    assert result.returncode == 0, result.stderr
+    line = next(l for l in result.stdout.splitlines() if l.startswith("fluxmusic-giant "))
+    assert "2109.9M" in line and "2928.0" in line and "16000" in line
+
+
+def test_listing_imports_no_heavy_library():
+    code = ("import sys; from fluxbench.cli import main; main(['models', '--json']); main(['--help']);"
+            "heavy = [m for m in ('torch', 'transformers', 'diffusers', 'scipy', 'streamlit') if m in sys.modules];"
+            "print('HEAVY', heavy)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_unknown_command_and_unknown_model_are_one_line():
+    result = run_cli("frobnicate")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "known: run" in result.stderr
+    from fluxbench import registry
+
+    with pytest.raises(registry.UnknownNameError) as info:
+        registry.get("model", "fluxmusic-smal")
+    assert "did you mean 'fluxmusic-small'" in str(info.value) and "fluxmusic-giant" in str(info.value)
+
+
+def _package_dirs() -> dict[str, Path]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapping = config["package-dir"]
+    dirs = {}
+    for package in config["packages"]:
+        parts = package.split(".")
+        for cut in range(len(parts), 0, -1):
+            prefix = ".".join(parts[:cut])
+            if prefix in mapping:
+                dirs[package] = ROOT / mapping[prefix] / Path(*parts[cut:])
+                break
+    return dirs
+
+
+def test_every_source_package_is_declared():
+    declared = {path.resolve() for path in _package_dirs().values()}
+    for wing in ("fluxbench", "models", "protocols", "reports", "human_eval"):
+        for init in (ROOT / wing).rglob("__init__.py"):
+            assert init.parent.resolve() in declared, f"{init.parent} is not listed in pyproject packages"
+
+
+def test_installed_modules_are_the_repository_files():
+    import importlib
+
+    for package, directory in _package_dirs().items():
+        module = importlib.import_module(package)
+        assert Path(module.__file__).resolve().parent == directory.resolve(), package
+    assert Path(fluxbench.__file__).resolve().is_relative_to(ROOT)
+
+
+@pytest.mark.slow
+def test_wheel_contains_the_mapped_wings(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                             "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True)
+    if result.returncode != 0 and "No module named" in result.stderr:
+        pytest.skip("setuptools/wheel missing from this environment")
+    assert result.returncode == 0, result.stderr
+    import zipfile
+
+    names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
+    for package, directory in _package_dirs().items():
+        for source in directory.glob("*.py"):
+            expected = "/".join(package.split(".")) + "/" + source.name
+            assert expected in names, expected

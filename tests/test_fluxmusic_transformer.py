@@ -1,0 +1,134 @@
+"""The transformer against the official code's golden outputs and the released checkpoints' key manifest."""
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fluxbench.models.fluxmusic import SIZES, FluxMusicConfig, FluxMusicTransformer
+from fluxbench.models.fluxmusic.checkpoint import expected_shapes
+from fluxbench.models.fluxmusic.transformer import music_ids, patchify, text_ids, unpatchify
+
+PAPER_TABLE1 = {  # parameters (M) and GFLOPs as printed in the paper
+    "small": (142.3, 194.5), "base": (473.9, 654.4), "large": (840.6, 1162.6), "giant": (2109.9, 2928.0)}
+
+
+@pytest.fixture(scope="module")
+def golden(golden_dir):
+    tensors = load_file(str(golden_dir / "flux_tiny_a.safetensors"))
+    meta = json.loads((golden_dir / "flux_tiny_a.json").read_text())
+    state = {k.removeprefix("state_dict."): v for k, v in tensors.items() if k.startswith("state_dict.")}
+    return tensors, meta, state
+
+
+def test_golden_forward_matches_official(golden):
+    tensors, meta, state = golden
+    model = FluxMusicTransformer(FluxMusicConfig(**meta["config"])).eval()
+    model.load_state_dict(state, strict=True)
+    inputs = [tensors[f"input.{name}"] for name in ("x", "img_ids", "txt", "txt_ids", "t", "y")]
+    with torch.no_grad():
+        out = model(*inputs)
+        by_name = model(x=inputs[0], img_ids=inputs[1], txt=inputs[2], txt_ids=inputs[3], t=inputs[4], y=inputs[5])
+    assert out.shape == tensors["output"].shape
+    assert (out - tensors["output"]).abs().max().item() < 1e-5
+    assert torch.equal(out, by_name)
+
+
+def test_golden_forward_is_sensitive_to_every_input(golden):
+    """Each conditioning path matters: perturbing any input moves the output well beyond tolerance."""
+    tensors, meta, state = golden
+    model = FluxMusicTransformer(FluxMusicConfig(**meta["config"])).eval()
+    model.load_state_dict(state)
+    base = {n: tensors[f"input.{n}"].clone() for n in ("x", "img_ids", "txt", "txt_ids", "t", "y")}
+    with torch.no_grad():
+        reference = model(**base)
+        for name in ("x", "txt", "y", "t", "img_ids"):
+            changed = dict(base)
+            changed[name] = base[name] + (0.3 if name != "img_ids" else 1.0)
+            assert (model(**changed) - reference).abs().max() > 1e-3, name
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_parameter_count_is_analytic_meta_and_manifest(size, checkpoint_manifest):
+    config = SIZES[size]
+    with torch.device("meta"):
+        model = FluxMusicTransformer(config)
+    counted = sum(p.numel() for p in model.parameters())
+    assert config.parameter_count() == counted
+    if size in checkpoint_manifest:
+        assert counted == checkpoint_manifest[size]["parameters"]
+    if size in PAPER_TABLE1:
+        assert math.floor(counted / 1e5) / 10 == PAPER_TABLE1[size][0]
+
+
+@pytest.mark.parametrize("size", ["small", "base", "large", "giant", "giant_full"])
+def test_keys_and_shapes_equal_release_manifest(size, checkpoint_manifest):
+    entry = checkpoint_manifest[size]
+    assert FluxMusicConfig(**entry["hyperparameters"]) == SIZES[size]
+    assert list(expected_shapes(SIZES[size]).items()) == [(k, tuple(s)) for k, s in entry["state_dict"]]
+
+
+@pytest.mark.parametrize("size", list(PAPER_TABLE1))
+def test_table1_gflops(size):
+    assert SIZES[size].paper_gflops() == PAPER_TABLE1[size][1]
+
+
+def test_thop_convention_matches_hooked_count():
+    """The analytic count equals counting leaf Linear/LayerNorm work with forward hooks on a real forward."""
+    config = SIZES["tiny"]
+    model = FluxMusicTransformer(config).eval()
+    counted = {"linear": 0}
+
+    def hook(module, inputs, output):
+        counted["linear"] += module.in_features * output.numel()
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.register_forward_hook(hook)
+    batch, height, width, n_text = 2, 16, 8, 7
+    x = torch.randn(batch, (height // 2) * (width // 2), config.in_channels)
+    with torch.no_grad():
+        model(x, music_ids(batch, height, width), torch.randn(batch, n_text, config.context_in_dim),
+              text_ids(batch, n_text), torch.rand(batch), torch.randn(batch, config.vec_in_dim))
+    macs = config.macs(music_tokens=x.shape[1], text_tokens=n_text, batch=batch)
+    assert macs["linear"] == counted["linear"]
+    # Layer norms: 2 x elements of every normalised activation (double: 2 per stream, single: 1, final: 1).
+    n = x.shape[1]
+    elements = config.hidden_size * (config.depth * 2 * (n + n_text) + config.depth_single_blocks * (n + n_text) + n)
+    assert macs["layer_norm"] == 2 * batch * elements
+
+
+def test_patchify_layout_and_round_trip():
+    latent = torch.arange(2 * 8 * 6 * 4, dtype=torch.float32).reshape(2, 8, 6, 4)
+    tokens = patchify(latent)
+    assert tokens.shape == (2, 3 * 2, 32)
+    # token (row r, col c) holds values ordered (channel, ph, pw) of the 2x2 patch at (2r, 2c)
+    b, r, c = 1, 2, 1
+    expected = torch.stack([latent[b, ch, 2 * r + ph, 2 * c + pw] for ch in range(8) for ph in range(2) for pw in range(2)])
+    assert torch.equal(tokens[b, r * 2 + c], expected)
+    assert torch.equal(unpatchify(tokens, 6, 4), latent)
+    ids = music_ids(2, 6, 4)
+    assert ids.shape == (2, 6, 3) and ids[0, r * 2 + c].tolist() == [0.0, r, c]
+    with pytest.raises(ValueError):
+        patchify(torch.zeros(1, 8, 5, 4))
+
+
+def test_paper_size_forward_shape_on_meta():
+    """A full-size forward shape-checks at the paper setting without allocating (meta device)."""
+    config = SIZES["small"]
+    with torch.device("meta"):
+        model = FluxMusicTransformer(config)
+        out = model(torch.empty(1, 1024, 32), music_ids(1, 256, 16), torch.empty(1, 256, 4096),
+                    text_ids(1, 256), torch.empty(1), torch.empty(1, 768))
+    assert out.shape == (1, 1024, 32)
+
+
+def test_bad_config_is_one_line_error():
+    from fluxbench import FluxbenchError
+
+    with pytest.raises(FluxbenchError, match="axes_dim"):
+        FluxMusicConfig(hidden_size=64, num_heads=4, axes_dim=[4, 4, 4])
+    with pytest.raises(FluxbenchError, match="unknown field"):
+        FluxMusicConfig.from_dict({"hidden": 64})
