@@ -29,3 +29,14 @@ for _size, _blurb in _SIZE_BLURB.items():
         double_blocks=_config.depth,
         single_blocks=_config.depth_single_blocks,
     )
+
+register(
+    "set",
+    "demo",
+    "fluxbench.protocols.sets.demo:DemoSet",
+    "offline demo corpus: synthesised captioned melodies over chords (held-out split; no download)",
+    items=32,
+    sample_rate=16000,
+    duration=2.56,
+    download=False,
+)

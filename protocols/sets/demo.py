@@ -1,0 +1,82 @@
+"""The `demo` set: procedurally synthesised, captioned music clips that need no download.
+
+Clips are rendered on first use into the fluxbench cache ($FLUXBENCH_CACHE/demo/...) and reused after that;
+the same seed always gives the same clips. The "heldout" split (the evaluation references) and the "train"
+split (what `fluxbench train --preset demo` learns from) are drawn from separate random streams.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from fluxbench import FluxbenchError
+from fluxbench.protocols.sets.base import EvalSet, SetItem
+from fluxbench.protocols.sets.demo_synth import DURATION, SAMPLE_RATE, SPLITS, SYNTH_VERSION, ClipSpec, make_clip
+
+DEFAULT_SIZES = {"train": 512, "heldout": 32}
+
+
+class DemoSet(EvalSet):
+    name = "demo"
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, split: str = "heldout", size: int | None = None, seed: int = 0,
+                 duration: float = DURATION, root: str | os.PathLike | None = None) -> None:
+        if split not in SPLITS:
+            raise FluxbenchError(f"demo set: unknown split {split!r}; expected one of {list(SPLITS)}")
+        size = DEFAULT_SIZES[split] if size is None else int(size)
+        if size < 1 or duration <= 0:
+            raise FluxbenchError(f"demo set: size must be >= 1 and duration > 0, got size {size}, duration {duration}")
+        self.split, self.size, self.seed, self.duration = split, size, int(seed), float(duration)
+        if root is None:
+            from fluxbench.weights import CACHE_DIR
+
+            root = CACHE_DIR / "demo"
+        self.folder = Path(root) / f"v{SYNTH_VERSION}-seed{self.seed}-{self.duration:g}s" / split
+
+    def item_id(self, index: int) -> str:
+        return f"demo-{self.split}-{index:05d}"
+
+    def specs(self) -> Iterator[tuple[str, ClipSpec, Path]]:
+        """(id, what the clip contains, its WAV path) for every item, rendering clips not on disk yet."""
+        from fluxbench.audio import write_wav
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for index in range(self.size):
+            item_id = self.item_id(index)
+            wav, meta = self.folder / f"{item_id}.wav", self.folder / f"{item_id}.json"
+            if wav.is_file() and meta.is_file():
+                spec = ClipSpec(**json.loads(meta.read_text()))
+            else:
+                spec, audio = make_clip(self.seed, self.split, index, self.duration, SAMPLE_RATE)
+                write_wav(wav, audio, SAMPLE_RATE)
+                _write_text(meta, json.dumps(spec.to_dict()))
+            yield item_id, spec, wav
+
+    def items(self) -> Iterator[SetItem]:
+        for item_id, spec, wav in self.specs():
+            yield SetItem(item_id, spec.caption(), wav)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def write_manifest(self, path: str | os.PathLike | None = None) -> Path:
+        """A JSON-lines training manifest: {"id", "path", "caption", "captions", "attributes"} per clip."""
+        path = Path(path) if path is not None else self.folder.parent / f"{self.split}-{self.size}.jsonl"
+        lines = [json.dumps({"id": item_id, "path": str(wav), "caption": spec.caption(),
+                             "captions": spec.paraphrases(), "attributes": spec.to_dict()})
+                 for item_id, spec, wav in self.specs()]
+        _write_text(path, "\n".join(lines) + "\n")
+        return path
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)

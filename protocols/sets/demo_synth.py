@@ -1,0 +1,210 @@
+"""Procedural captioned music clips for the offline demo corpus (numpy only, deterministic from a seed).
+
+Each clip is a melody over a chord accompaniment (optionally with a drum beat). What the caption names is
+what the audio contains: the instruments (additive-synthesis timbres with their own envelopes), the tempo
+(beats per minute), key and mode (the scale and the chord progression), the melody's register (octave)
+and the dynamics (level and brightness). Clip k of a split is a pure function of (seed, split, k).
+
+Clips are 2.56 s at 16 kHz by default: a quarter of the paper's 10.24 s, so that a tiny model trains on two
+CPU cores in minutes while a clip still holds a bar or more of music (1.3 to 2.8 bars across the tempi).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+SYNTH_VERSION = 1  # bump when rendering changes, so cached clips are not mixed across versions
+SAMPLE_RATE = 16_000
+DURATION = 2.56
+SPLITS = {"train": 1, "heldout": 2}  # separate random streams: held-out clips are never training clips
+
+KEYS = ["c", "c sharp", "d", "e flat", "e", "f", "f sharp", "g", "a flat", "a", "b flat", "b"]
+MODES = {"major": [0, 2, 4, 5, 7, 9, 11], "minor": [0, 2, 3, 5, 7, 8, 10]}
+# Scale-degree roots of a progression per mode (I-V-vi-IV and i-VI-III-VII).
+PROGRESSIONS = {"major": [0, 4, 5, 3], "minor": [0, 5, 2, 6]}
+TEMPI = {"slow": (66, 80), "moderate": (92, 112), "fast": (126, 144)}
+REGISTERS = {"low": 48, "middle": 60, "high": 72}  # MIDI note of the melody's tonic
+DYNAMICS = {"soft": 0.3, "loud": 0.85}
+MELODY_INSTRUMENTS = ["piano", "organ", "flute", "strings", "bell", "guitar"]
+CHORD_INSTRUMENTS = ["piano", "organ", "strings", "pad"]
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    key: str
+    mode: str
+    tempo: str
+    bpm: int
+    register: str
+    dynamics: str
+    melody: str
+    chords: str
+    drums: bool
+
+    def caption(self) -> str:
+        drums = "with a drum beat" if self.drums else "without drums"
+        return (f"a {self.tempo} {self.melody} melody in {self.key} {self.mode} over {self.chords} chords, "
+                f"{self.register} register, played {'softly' if self.dynamics == 'soft' else 'loudly'}, {drums}")
+
+    def paraphrases(self) -> list[str]:
+        drums = "drums" if self.drums else "no drums"
+        return [
+            self.caption(),
+            f"{self.dynamics} {self.register} {self.melody} tune in the key of {self.key} {self.mode}, "
+            f"{self.tempo} tempo at {self.bpm} bpm, {self.chords} chord accompaniment, {drums}",
+            f"{self.chords} chords in {self.key} {self.mode} under a {self.register} {self.melody} line, "
+            f"{self.tempo} and {self.dynamics}, {drums}",
+        ]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _rng(seed: int, split: str, index: int) -> np.random.Generator:
+    if split not in SPLITS:
+        raise ValueError(f"unknown demo split {split!r}; expected one of {list(SPLITS)}")
+    return np.random.default_rng(np.random.SeedSequence([seed, SPLITS[split], index]))
+
+
+def draw_spec(rng: np.random.Generator) -> ClipSpec:
+    tempo = str(rng.choice(list(TEMPI)))
+    low, high = TEMPI[tempo]
+    return ClipSpec(
+        key=str(rng.choice(KEYS)), mode=str(rng.choice(list(MODES))), tempo=tempo,
+        bpm=int(rng.integers(low, high + 1)), register=str(rng.choice(list(REGISTERS))),
+        dynamics=str(rng.choice(list(DYNAMICS))), melody=str(rng.choice(MELODY_INSTRUMENTS)),
+        chords=str(rng.choice(CHORD_INSTRUMENTS)), drums=bool(rng.random() < 0.5),
+    )
+
+
+def _hz(midi: float) -> float:
+    return 440.0 * 2.0 ** ((midi - 69) / 12)
+
+
+def _envelope(n: int, attack: float, decay_rate: float, release: float, rate: int) -> np.ndarray:
+    """Linear attack, exponential decay (decay_rate per second; 0 = sustained), linear release at the end."""
+    t = np.arange(n) / rate
+    env = np.minimum(1.0, t / max(attack, 1e-4)) * np.exp(-decay_rate * t)
+    tail = int(min(release * rate, n))
+    if tail:
+        env[n - tail:] *= np.linspace(1.0, 0.0, tail)
+    return env
+
+
+def _note(instrument: str, midi: float, seconds: float, brightness: float, rng: np.random.Generator,
+          rate: int) -> np.ndarray:
+    """One note of an instrument: partials (ratio, amplitude, decay per second) shaped by an envelope."""
+    n = max(1, int(seconds * rate))
+    t = np.arange(n) / rate
+    f0 = _hz(midi)
+    vibrato = 0.0
+    if instrument == "piano":
+        partials = [(k, k ** -1.6, 2.0 + 1.5 * k) for k in range(1, 13)]
+        env = _envelope(n, 0.004, 1.2, 0.03, rate)
+    elif instrument == "organ":
+        partials = [(1, 1.0, 0), (2, 0.7, 0), (3, 0.45, 0), (4, 0.35, 0), (6, 0.2, 0), (8, 0.15, 0)]
+        env = _envelope(n, 0.02, 0.0, 0.03, rate)
+    elif instrument == "flute":
+        partials = [(1, 1.0, 0), (2, 0.25, 0), (3, 0.08, 0)]
+        env = _envelope(n, 0.08, 0.3, 0.06, rate)
+        vibrato = 0.006
+    elif instrument == "strings":
+        partials = [(k, 1.0 / k, 0) for k in range(1, 16)]
+        env = _envelope(n, 0.15, 0.0, 0.1, rate)
+        vibrato = 0.004
+    elif instrument == "bell":
+        partials = [(1, 1.0, 1.0), (2.76, 0.6, 2.0), (5.40, 0.4, 3.0), (8.93, 0.25, 4.5)]
+        env = _envelope(n, 0.002, 0.8, 0.05, rate)
+    elif instrument == "guitar":
+        partials = [(k, 1.0 / k, 3.0 + 2.5 * k) for k in range(1, 14)]
+        env = _envelope(n, 0.003, 2.5, 0.02, rate)
+    elif instrument == "pad":
+        partials = [(1, 1.0, 0), (1.005, 0.8, 0), (2, 0.3, 0), (3, 0.15, 0)]
+        env = _envelope(n, 0.3, 0.0, 0.2, rate)
+    else:
+        raise ValueError(f"unknown instrument {instrument!r}")
+    phase_mod = 1.0 + vibrato * np.sin(2 * np.pi * 5.5 * t) if vibrato else 1.0
+    wave = np.zeros(n)
+    for ratio, amplitude, decay in partials:
+        freq = f0 * ratio
+        if freq >= 0.45 * rate:
+            continue
+        # Brightness tilts energy towards higher partials (loud playing is brighter).
+        gain = amplitude * (ratio ** (brightness - 1.0)) * np.exp(-decay * t)
+        wave += gain * np.sin(2 * np.pi * freq * t * phase_mod + rng.uniform(0, 2 * np.pi))
+    if instrument == "flute":  # breath noise, low-passed by a moving average
+        breath = np.convolve(rng.standard_normal(n), np.ones(8) / 8, mode="same")
+        wave += 0.05 * breath
+    return wave * env
+
+
+def _drums(samples: int, beat: float, rng: np.random.Generator, rate: int) -> np.ndarray:
+    out = np.zeros(samples)
+    kick_n = int(0.18 * rate)
+    tk = np.arange(kick_n) / rate
+    kick = np.sin(2 * np.pi * (50 * tk + 60 * (1 - np.exp(-tk * 30)) / 30)) * np.exp(-tk * 18)
+    hat_n = int(0.05 * rate)
+    hat = np.diff(rng.standard_normal(hat_n + 1)) * np.exp(-np.arange(hat_n) / rate * 70) * 0.25
+    step = 0
+    while step * beat / 2 < samples / rate:
+        start = int(step * beat / 2 * rate)
+        if step % 2 == 0:
+            end = min(samples, start + kick_n)
+            out[start:end] += kick[: end - start]
+        end = min(samples, start + hat_n)
+        out[start:end] += hat[: end - start]
+        step += 1
+    return out
+
+
+def render(spec: ClipSpec, rng: np.random.Generator, duration: float = DURATION,
+           sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The audio named by `spec`: float32 mono in [-1, 1], exactly round(duration * sample_rate) samples."""
+    samples = int(round(duration * sample_rate))
+    beat = 60.0 / spec.bpm
+    scale = MODES[spec.mode]
+    tonic = REGISTERS[spec.register] + KEYS.index(spec.key)
+    brightness = 1.6 if spec.dynamics == "loud" else 0.6
+    mix = np.zeros(samples)
+
+    # Chords: triads on the progression's degrees, two beats each, an octave below middle C's register.
+    chord_root = 48 + KEYS.index(spec.key)
+    chords = np.zeros(samples)
+    for index, start_beat in enumerate(np.arange(0, samples / sample_rate / beat, 2.0)):
+        degree = PROGRESSIONS[spec.mode][index % 4]
+        start = int(start_beat * beat * sample_rate)
+        length = min(samples - start, int(2 * beat * sample_rate))
+        for third in (0, 2, 4):
+            step = degree + third
+            midi = chord_root + scale[step % 7] + 12 * (step // 7)
+            chords[start:start + length] += _note(spec.chords, midi, length / sample_rate, brightness, rng,
+                                                  sample_rate)[:length]
+    mix += 0.35 * chords / 3
+
+    # Melody: a random walk on the scale, eighth or quarter notes, starting on a chord tone.
+    melody = np.zeros(samples)
+    position, degree = 0.0, int(rng.choice([0, 2, 4]))
+    while position * sample_rate < samples:
+        length_beats = float(rng.choice([0.5, 1.0], p=[0.6, 0.4]))
+        start = int(position * sample_rate)
+        length = min(samples - start, int(length_beats * beat * sample_rate))
+        midi = tonic + scale[degree % 7] + 12 * (degree // 7)
+        melody[start:start + length] += _note(spec.melody, midi, length / sample_rate, brightness, rng,
+                                              sample_rate)[:length]
+        degree = int(np.clip(degree + rng.choice([-2, -1, -1, 1, 1, 2]), -3, 9))
+        position += length_beats * beat
+    mix += 0.6 * melody
+    if spec.drums:
+        mix += 0.5 * _drums(samples, beat, rng, sample_rate)
+
+    peak = np.abs(mix).max()
+    return (mix / max(peak, 1e-9) * DYNAMICS[spec.dynamics]).astype(np.float32)
+
+
+def make_clip(seed: int, split: str, index: int, duration: float = DURATION,
+              sample_rate: int = SAMPLE_RATE) -> tuple[ClipSpec, np.ndarray]:
+    rng = _rng(seed, split, index)
+    spec = draw_spec(rng)
+    return spec, render(spec, rng, duration, sample_rate)
