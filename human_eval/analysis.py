@@ -1,0 +1,307 @@
+"""Listening-test analysis: mean OVL/REL per system and rater group with 95% bootstrap CIs, attention-check
+screening, Krippendorff's alpha, and the paper's Table-4 layout (systems x {beginner, expert} x {OVL, REL}).
+
+Confidence intervals resample raters and prompts independently with replacement (a two-way bootstrap), so they
+reflect both who rated and what was rated; every system of a group sees the same resamples, which keeps
+between-system comparisons paired. The interval is the percentile interval of the resampled means.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from fluxbench.human_eval.study import ASPECTS, GROUPS, SCHEMA_VERSION, Key, Study, StudyError, write_text_atomic
+
+POOLED = "all"
+RESULTS_SCHEMA = "fluxbench.human_eval.results/1"
+
+
+@dataclass(frozen=True)
+class Observation:
+    token: str
+    group: str
+    system: str
+    prompt_id: str
+    ovl: int
+    rel: int
+
+
+@dataclass(frozen=True)
+class Estimate:
+    mean: float
+    low: float
+    high: float
+    n_ratings: int
+    n_raters: int
+    n_prompts: int
+
+
+@dataclass(frozen=True)
+class RaterScreen:
+    token: str
+    group: str
+    rated: int
+    assigned: int
+    checks_seen: int
+    checks_failed: int
+    excluded: bool
+
+
+# -- statistics -------------------------------------------------------------------------------------------------
+
+def bootstrap_weights(n_raters: int, n_prompts: int, resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Multiplicities of raters [B, n_raters] and prompts [B, n_prompts] in each two-way bootstrap resample."""
+    rng = np.random.default_rng(seed)
+    raters = rng.multinomial(n_raters, np.full(n_raters, 1 / n_raters), size=resamples).astype(np.float64)
+    prompts = rng.multinomial(n_prompts, np.full(n_prompts, 1 / n_prompts), size=resamples).astype(np.float64)
+    return raters, prompts
+
+
+def bootstrap_mean(values: np.ndarray, rater_index: np.ndarray, prompt_index: np.ndarray,
+                   weights: tuple[np.ndarray, np.ndarray], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of `values` and its percentile interval over rater x prompt resamples.
+
+    A rating enters a resample as often as its rater times its prompt were drawn; resamples that happen to
+    draw none of these ratings (possible in incomplete designs) are left out.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    rater_weights, prompt_weights = weights
+    w = rater_weights[:, rater_index] * prompt_weights[:, prompt_index]
+    totals = w.sum(axis=1)
+    usable = totals > 0
+    means = (w[usable] @ values) / totals[usable]
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(values.mean()), float(low), float(high)
+
+
+def krippendorff_alpha(reliability: np.ndarray, level: str = "interval") -> float:
+    """Krippendorff's alpha of a [coders, units] matrix (NaN = missing) at the nominal, ordinal, interval or
+    ratio level, from the coincidence matrix of the pairable values (units with at least two values)."""
+    data = np.asarray(reliability, dtype=np.float64)
+    values = np.unique(data[~np.isnan(data)])
+    index = {v: i for i, v in enumerate(values)}
+    coincidence = np.zeros((len(values), len(values)))
+    for unit in data.T:
+        present = unit[~np.isnan(unit)]
+        if len(present) < 2:
+            continue
+        counts = np.zeros(len(values))
+        for v in present:
+            counts[index[v]] += 1
+        # Every ordered pair of values from different coders, weighted 1 / (m_u - 1).
+        coincidence += (np.outer(counts, counts) - np.diag(counts)) / (len(present) - 1)
+    marginals = coincidence.sum(axis=1)
+    n = marginals.sum()
+    if n == 0:
+        return float("nan")
+    delta = _difference(values, marginals, level)
+    expected = (np.outer(marginals, marginals) * delta).sum()
+    if expected == 0:
+        return float("nan")  # a single value everywhere: agreement is undefined
+    return float(1 - (n - 1) * (coincidence * delta).sum() / expected)
+
+
+def _difference(values: np.ndarray, marginals: np.ndarray, level: str) -> np.ndarray:
+    c, k = np.meshgrid(values, values, indexing="ij")
+    if level == "nominal":
+        return (c != k).astype(np.float64)
+    if level == "interval":
+        return (c - k) ** 2
+    if level == "ratio":
+        total = c + k
+        return np.divide((c - k) ** 2, total ** 2, out=np.zeros_like(total), where=total != 0)
+    if level == "ordinal":
+        cumulative = np.cumsum(marginals)
+        i, j = np.meshgrid(np.arange(len(values)), np.arange(len(values)), indexing="ij")
+        low, high = np.minimum(i, j), np.maximum(i, j)
+        between = cumulative[high] - cumulative[low] + marginals[low]  # sum of n_g for g from low to high
+        return (between - (marginals[i] + marginals[j]) / 2) ** 2
+    raise ValueError(f"unknown level {level!r}; expected nominal, ordinal, interval or ratio")
+
+
+# -- the table --------------------------------------------------------------------------------------------------
+
+@dataclass
+class RatingTable:
+    """The paper's Table-4 layout as plain data: one row per system, OVL and REL columns per rater group."""
+
+    title: str
+    systems: list[str]
+    groups: list[str]
+    cells: dict[tuple[str, str, str], Estimate]  # (system, group, aspect)
+    notes: list[str] = field(default_factory=list)
+
+    def header(self) -> list[str]:
+        return ["System"] + [f"{g.capitalize()} {a.upper()}" for g in self.groups for a in ASPECTS]
+
+    def rows(self, with_ci: bool = True) -> list[list[str]]:
+        out = []
+        for system in self.systems:
+            row = [system]
+            for group in self.groups:
+                for aspect in ASPECTS:
+                    cell = self.cells.get((system, group, aspect))
+                    if cell is None:
+                        row.append("-")
+                    elif with_ci:
+                        row.append(f"{cell.mean:.2f} [{cell.low:.2f}, {cell.high:.2f}]")
+                    else:
+                        row.append(f"{cell.mean:.2f}")
+            out.append(row)
+        return out
+
+    def to_markdown(self, with_ci: bool = True) -> str:
+        header = self.header()
+        lines = [f"**{self.title}**", "", "| " + " | ".join(header) + " |",
+                 "|" + "|".join(["---"] + [":---:"] * (len(header) - 1)) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in self.rows(with_ci)]
+        lines += [""] + [f"{note}" for note in self.notes]
+        return "\n".join(lines).rstrip() + "\n"
+
+    def to_csv(self) -> str:
+        """Long format with every number: one line per system, group and aspect."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["system", "group", "aspect", "mean", "ci_low", "ci_high", "n_ratings", "n_raters",
+                         "n_prompts"])
+        for system in self.systems:
+            for group in self.groups:
+                for aspect in ASPECTS:
+                    cell = self.cells.get((system, group, aspect))
+                    if cell is not None:
+                        writer.writerow([system, group, aspect.upper(), f"{cell.mean:.4f}", f"{cell.low:.4f}",
+                                         f"{cell.high:.4f}", cell.n_ratings, cell.n_raters, cell.n_prompts])
+        return buffer.getvalue()
+
+
+# -- from a study to results ------------------------------------------------------------------------------------
+
+@dataclass
+class Results:
+    table: RatingTable
+    estimates: dict[tuple[str, str, str], Estimate]  # includes the pooled group "all"
+    agreement: dict[str, dict[str, dict[str, float]]]  # group -> aspect -> level -> alpha
+    raters: list[RaterScreen]
+    settings: dict
+
+    def to_json(self) -> dict:
+        return {
+            "schema": RESULTS_SCHEMA,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "settings": self.settings,
+            "estimates": [{"system": s, "group": g, "aspect": a.upper(), **asdict(e)}
+                          for (s, g, a), e in self.estimates.items()],
+            "agreement": self.agreement,
+            "raters": [asdict(r) for r in self.raters],
+        }
+
+
+def screen_raters(study: Study, key: Key, ratings: dict[str, dict[str, tuple[int, int]]],
+                  groups: dict[str, str], max_failed_checks: int) -> list[RaterScreen]:
+    screens = []
+    for token, own in ratings.items():
+        plan = study.raters[token]
+        checks = [c for c in plan.order if key.entries[c].attention_check and c in own]
+        failed = sum(own[c][0] > key.attention_max_ovl for c in checks)
+        screens.append(RaterScreen(token, groups[token], len(own), len(plan.order), len(checks), failed,
+                                   failed > max_failed_checks))
+    return screens
+
+
+def analyse(study: Study, key: Key, rater_groups: dict[str, str],
+            ratings: dict[str, dict[str, tuple[int, int]]], *, resamples: int = 2000, seed: int = 0,
+            max_failed_checks: int = 0, level: float = 0.95) -> Results:
+    """`ratings`: token -> clip id -> (OVL, REL); `rater_groups`: token -> group as registered."""
+    ratings = {t: r for t, r in ratings.items() if t in study.raters and r}
+    screens = screen_raters(study, key, ratings, rater_groups, max_failed_checks)
+    kept = {s.token for s in screens if not s.excluded}
+    observations = [
+        Observation(token, rater_groups[token], key.entries[clip].system, key.entries[clip].prompt_id, ovl, rel)
+        for token, own in sorted(ratings.items()) if token in kept
+        for clip, (ovl, rel) in sorted(own.items())
+        if clip in key.entries and not key.entries[clip].attention_check
+    ]
+    if not observations:
+        raise StudyError("no usable ratings yet (none stored, or every rater failed the attention checks)")
+
+    groups = [g for g in GROUPS if any(o.group == g for o in observations)]
+    estimates: dict[tuple[str, str, str], Estimate] = {}
+    agreement: dict[str, dict[str, dict[str, float]]] = {}
+    for group in groups + [POOLED]:
+        subset = [o for o in observations if group == POOLED or o.group == group]
+        tokens = sorted({o.token for o in subset})
+        prompts = sorted({o.prompt_id for o in subset})
+        rater_at = {t: i for i, t in enumerate(tokens)}
+        prompt_at = {p: i for i, p in enumerate(prompts)}
+        weights = bootstrap_weights(len(tokens), len(prompts), resamples, seed)
+        for system in key.systems:
+            rows = [o for o in subset if o.system == system]
+            if not rows:
+                continue
+            r_index = np.array([rater_at[o.token] for o in rows])
+            p_index = np.array([prompt_at[o.prompt_id] for o in rows])
+            for aspect in ASPECTS:
+                values = np.array([getattr(o, aspect) for o in rows])
+                mean, low, high = bootstrap_mean(values, r_index, p_index, weights, level)
+                estimates[system, group, aspect] = Estimate(mean, low, high, len(rows), len(set(r_index)),
+                                                            len(set(p_index)))
+        units = sorted({(o.system, o.prompt_id) for o in subset})
+        unit_at = {u: i for i, u in enumerate(units)}
+        agreement[group] = {}
+        for aspect in ASPECTS:
+            matrix = np.full((len(tokens), len(units)), np.nan)
+            for o in subset:
+                matrix[rater_at[o.token], unit_at[o.system, o.prompt_id]] = getattr(o, aspect)
+            agreement[group][aspect] = {lvl: krippendorff_alpha(matrix, lvl) for lvl in ("interval", "ordinal")}
+
+    excluded = [s for s in screens if s.excluded]
+    notes = [
+        f"Mean opinion scores on the 1-5 scale with {level:.0%} two-way bootstrap intervals (raters and prompts "
+        f"resampled, {resamples} resamples).",
+        "Raters per group: " + ", ".join(
+            f"{g} {len({o.token for o in observations if o.group == g})}" for g in groups) +
+        f"; {len(excluded)} excluded for failing more than {max_failed_checks} attention check(s).",
+        "Krippendorff's alpha (interval): " + "; ".join(
+            f"{g} OVL {agreement[g]['ovl']['interval']:.2f}, REL {agreement[g]['rel']['interval']:.2f}"
+            for g in groups) + ".",
+    ]
+    table = RatingTable("Human evaluation (OVL: overall quality, REL: relevance to the caption)",
+                        list(key.systems), groups,
+                        {k: v for k, v in estimates.items() if k[1] != POOLED}, notes)
+    settings = {"resamples": resamples, "seed": seed, "level": level, "max_failed_checks": max_failed_checks,
+                "study": str(study.root), "study_schema_version": SCHEMA_VERSION}
+    return Results(table, estimates, agreement, screens, settings)
+
+
+def analyse_study(study_root: str | Path, database: str | None = None, **options) -> Results:
+    from fluxbench.human_eval.storage import Responses, database_url
+
+    study, key = Study.load(study_root), Key.load(study_root)
+    responses = Responses(database_url(study_root, database))
+    try:
+        groups = {r.token: r.group for r in responses.all_raters()}
+        ratings: dict[str, dict[str, tuple[int, int]]] = {}
+        for rating in responses.all_ratings():
+            ratings.setdefault(rating.token, {})[rating.clip_id] = (rating.ovl, rating.rel)
+    finally:
+        responses.close()
+    return analyse(study, key, groups, ratings, **options)
+
+
+def write_results(results: Results, out: str | Path) -> dict[str, Path]:
+    """human_eval.json, table4.md and table4.csv, each written atomically."""
+    out = Path(out)
+    files = {
+        "json": write_text_atomic(out / "human_eval.json", json.dumps(results.to_json(), indent=1) + "\n"),
+        "markdown": write_text_atomic(out / "table4.md", results.table.to_markdown()),
+        "csv": write_text_atomic(out / "table4.csv", results.table.to_csv()),
+    }
+    return files

@@ -1,0 +1,382 @@
+"""Study design: blinded clips, balanced assignment of prompts to raters, attention checks.
+
+Inputs are folders of audio, one per system: the files directly in the folder (or in its `audio/` subfolder,
+as in a run folder) named `<prompt id>.<wav|flac|ogg|mp3>`. Captions come from `--captions FILE` or from a
+sidecar in a system folder (`captions.csv`, `captions.jsonl`, `captions.json`, `metadata.jsonl`,
+`manifest.json`) or from `<prompt id>.txt` beside the audio.
+
+Design choices, made for fair and analysable ratings:
+- The unit of assignment is a prompt: a rater who gets a prompt rates every system's clip for it, so each
+  rater hears every system equally often and on the same captions (systems are counterbalanced within raters).
+- Prompts are dealt to raters cyclically after a seeded shuffle, per rater group: each prompt gets exactly K
+  distinct raters of each group and rater loads differ by at most one prompt.
+- Each rater's order is random, with clips of the same prompt kept apart where possible.
+- All clips are re-encoded alike (one sample rate, mono, one duration, 16-bit, 10 ms fades, the same
+  integrated loudness) so that neither file metadata nor level reveals a system, and are stored under random
+  names.
+- Attention checks are clips that are bad on purpose (a stimulus buried in white noise at -5 dB SNR, or a
+  clip you supply); a rater passes one by giving it an OVL of at most 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from fluxbench.audio import fit_length, integrated_loudness, read_audio, resample, to_mono, write_wav
+from fluxbench.human_eval.study import (
+    AUDIO_DIR, GROUPS, KEY_FILE, RATERS_FILE, SCHEMA_VERSION, STUDY_FILE, StudyError, write_text_atomic,
+)
+
+log = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+CAPTION_SIDECARS = ("captions.csv", "captions.jsonl", "captions.json", "metadata.jsonl", "manifest.json")
+ID_FIELDS = ("id", "item_id", "prompt_id", "ytid", "name")
+CAPTION_FIELDS = ("caption", "text", "prompt", "description")
+GROUND_TRUTH = "ground truth"
+ATTENTION_MAX_OVL = 2
+ATTENTION_SNR_DB = -5.0
+FADE_SECONDS = 0.01
+PEAK_CEILING_DBFS = -1.0
+WARM_UP_CLIPS = 2  # attention checks never come first
+
+
+@dataclass
+class DesignOptions:
+    raters: dict[str | None, int]  # group -> count; None: group chosen by the rater at first visit
+    ratings_per_prompt: int | None = None  # raters per prompt and group; None: every rater of the group
+    prompts: int | None = None  # use a random subset of this many prompts
+    attention_checks: int = 0  # per rater
+    attention_clips: list[Path] = field(default_factory=list)
+    loudness_lufs: float | None = -23.0  # None: keep levels
+    sample_rate: int | None = None  # None: the lowest rate among the inputs
+    duration: float | None = None  # seconds; None: the shortest input
+    seed: int = 0
+    title: str = "Listening test"
+    base_url: str = "http://localhost:8501"
+
+
+def parse_raters(spec: str) -> dict[str | None, int]:
+    """'20' (groups chosen at first visit) or 'beginner=10,expert=10'."""
+    spec = spec.strip()
+    if spec.isdigit():
+        count = int(spec)
+        if count < 1:
+            raise StudyError("--raters: need at least one rater")
+        return {None: count}
+    counts: dict[str | None, int] = {}
+    for part in spec.split(","):
+        group, _, count = part.partition("=")
+        group = group.strip().lower()
+        if group not in GROUPS or not count.strip().isdigit() or int(count) < 1:
+            raise StudyError(f"--raters: bad part {part!r}; expected a count or GROUP=COUNT with GROUP in "
+                             f"{', '.join(GROUPS)} (e.g. beginner=10,expert=10)")
+        counts[group] = int(count)
+    return counts
+
+
+def parse_system(spec: str) -> tuple[str, Path]:
+    name, sep, path = spec.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise StudyError(f"--system {spec!r}: expected NAME=FOLDER")
+    return name.strip(), Path(path.strip())
+
+
+def find_audio(folder: Path) -> dict[str, Path]:
+    """Prompt id -> audio file of one system folder (or its audio/ subfolder)."""
+    if not folder.is_dir():
+        raise StudyError(f"{folder}: not a folder; expected a system's audio folder or run folder")
+    if (folder / "audio").is_dir():
+        folder = folder / "audio"
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in AUDIO_SUFFIXES or not path.is_file():
+            continue
+        if path.stem in found:
+            raise StudyError(f"{folder}: two audio files for prompt {path.stem!r} ({found[path.stem].name}, {path.name})")
+        found[path.stem] = path
+    if not found:
+        raise StudyError(f"{folder}: no audio files ({', '.join(AUDIO_SUFFIXES)})")
+    return found
+
+
+def read_captions(path: Path) -> dict[str, str]:
+    """Prompt id -> caption from a CSV (id and caption columns), JSON (object or list) or JSON Lines file."""
+    if not path.is_file():
+        raise StudyError(f"{path}: captions file not found")
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        if path.suffix.lower() == ".csv":
+            records: list = list(csv.DictReader(text.splitlines()))
+        elif path.suffix.lower() == ".jsonl":
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            data = json.loads(text)
+            if isinstance(data, dict) and isinstance(data.get("items"), list):
+                data = data["items"]
+            if isinstance(data, dict) and all(isinstance(v, str) for v in data.values()):
+                return {str(k): v for k, v in data.items()}
+            records = data if isinstance(data, list) else []
+    except json.JSONDecodeError as error:
+        raise StudyError(f"{path}: not valid JSON ({error})") from None
+    captions: dict[str, str] = {}
+    for number, record in enumerate(records, 1):
+        if not isinstance(record, dict):
+            raise StudyError(f"{path}: record {number} is not an object with id and caption fields")
+        key = next((f for f in ID_FIELDS if record.get(f) not in (None, "")), None)
+        caption = next((f for f in CAPTION_FIELDS if isinstance(record.get(f), str) and record[f].strip()), None)
+        if key is None or caption is None:
+            raise StudyError(f"{path}: record {number} lacks an id ({'/'.join(ID_FIELDS)}) "
+                             f"or a caption ({'/'.join(CAPTION_FIELDS)})")
+        captions[str(record[key])] = record[caption].strip()
+    if not captions:
+        raise StudyError(f"{path}: no captions found")
+    return captions
+
+
+def gather_captions(folders: list[Path], explicit: Path | None, prompt_ids: list[str],
+                    audio: dict[str, dict[str, Path]]) -> dict[str, str]:
+    if explicit is not None:
+        captions = read_captions(explicit)
+    else:
+        captions = {}
+        for folder in folders:
+            for name in CAPTION_SIDECARS:
+                if (folder / name).is_file():
+                    for prompt_id, caption in read_captions(folder / name).items():
+                        if captions.setdefault(prompt_id, caption) != caption:
+                            raise StudyError(f"{folder / name}: caption of prompt {prompt_id!r} differs from "
+                                             f"another folder's; pass one --captions file")
+                    break
+        for prompt_id in prompt_ids:
+            for files in audio.values():
+                note = files[prompt_id].with_suffix(".txt")
+                if prompt_id not in captions and note.is_file():
+                    captions[prompt_id] = note.read_text(encoding="utf-8").strip()
+    missing = [p for p in prompt_ids if not captions.get(p)]
+    if missing:
+        raise StudyError(f"no caption for {len(missing)} prompt(s), e.g. {missing[0]!r}; pass --captions FILE "
+                         f"(CSV/JSON/JSONL with id and caption) or put a captions sidecar in a system folder")
+    return {p: captions[p] for p in prompt_ids}
+
+
+def assign_prompts(prompt_ids: list[str], tokens: list[str], per_prompt: int,
+                   rng: np.random.Generator) -> dict[str, list[str]]:
+    """Deal each prompt to `per_prompt` distinct raters; loads differ by at most one prompt."""
+    if not 1 <= per_prompt <= len(tokens):
+        raise StudyError(f"--ratings-per-item {per_prompt}: must be between 1 and the group's {len(tokens)} raters")
+    prompts = [prompt_ids[i] for i in rng.permutation(len(prompt_ids))]
+    raters = [tokens[i] for i in rng.permutation(len(tokens))]
+    assigned: dict[str, list[str]] = {t: [] for t in tokens}
+    # Consecutive slots of one prompt land on consecutive (hence distinct) raters of the cycle.
+    for slot in range(len(prompts) * per_prompt):
+        assigned[raters[slot % len(raters)]].append(prompts[slot // per_prompt])
+    return assigned
+
+
+def spread_order(items: list[tuple[str, str]], rng: np.random.Generator) -> list[tuple[str, str]]:
+    """Random order of (prompt, clip) pairs in which a prompt's clips are not adjacent when avoidable."""
+    remaining: dict[str, list[str]] = {}
+    for prompt, clip in items:
+        remaining.setdefault(prompt, []).append(clip)
+    for clips in remaining.values():
+        rng.shuffle(clips)
+    order: list[tuple[str, str]] = []
+    last = None
+    while remaining:
+        choices = [p for p in remaining if p != last] or [last]
+        weights = np.array([len(remaining[p]) for p in choices], dtype=float)
+        prompt = choices[rng.choice(len(choices), p=weights / weights.sum())]  # fullest first avoids dead ends
+        order.append((prompt, remaining[prompt].pop()))
+        if not remaining[prompt]:
+            del remaining[prompt]
+        last = prompt
+    return order
+
+
+def insert_checks(order: list[str], checks: list[str], rng: np.random.Generator) -> list[str]:
+    """Put attention checks at random positions after the warm-up clips, never two in a row."""
+    result = list(order)
+    slots = sorted(rng.choice(np.arange(WARM_UP_CLIPS, len(order) + 1), size=len(checks),
+                          replace=len(checks) > len(order) + 1 - WARM_UP_CLIPS))
+    for offset, (slot, check) in enumerate(zip(slots, checks)):
+        result.insert(int(slot) + offset, check)
+    return result
+
+
+def _prepare(wave: np.ndarray, rate: int, samples: int, loudness: float | None) -> tuple[np.ndarray, dict]:
+    """Crop/pad, fade, and bring to the target loudness without exceeding the peak ceiling."""
+    wave = fit_length(wave.astype(np.float64), samples)
+    fade = min(int(FADE_SECONDS * rate), samples // 2)
+    if fade:
+        ramp = np.linspace(0.0, 1.0, fade)
+        wave[:fade] *= ramp
+        wave[-fade:] *= ramp[::-1]
+    info: dict = {"loudness_before": None, "gain_db": 0.0, "peak_limited": False}
+    if loudness is not None:
+        before = integrated_loudness(wave, rate)
+        info["loudness_before"] = round(before, 3) if np.isfinite(before) else None
+        if np.isfinite(before):
+            gain_db = loudness - before
+            peak = float(np.abs(wave).max())
+            ceiling_db = PEAK_CEILING_DBFS - 20 * np.log10(peak)
+            if gain_db > ceiling_db:
+                gain_db, info["peak_limited"] = ceiling_db, True
+            wave = wave * 10 ** (gain_db / 20)
+            info["gain_db"] = round(float(gain_db), 3)
+    return wave.astype(np.float32), info
+
+
+def _load_mono(path: Path, rate: int) -> np.ndarray:
+    audio, source_rate = read_audio(path)
+    return resample(to_mono(audio), source_rate, rate)
+
+
+def _bury_in_noise(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    rms = float(np.sqrt(np.mean(wave.astype(np.float64) ** 2))) or 0.1
+    noise = rng.standard_normal(wave.shape) * rms * 10 ** (-ATTENTION_SNR_DB / 20)
+    return (wave + noise) / max(1.0, float(np.abs(wave + noise).max()))
+
+
+def create_study(out: str | Path, systems: dict[str, Path], options: DesignOptions,
+                 captions_file: Path | None = None) -> dict:
+    """Build a study folder atomically; returns a summary (counts, format, where the links are)."""
+    import soundfile as sf
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise StudyError(f"{out}: already exists; a study's design is fixed once rating starts, choose a new folder")
+    if len(systems) < 1:
+        raise StudyError("no systems given; pass --system NAME=FOLDER (at least once)")
+    audio = {name: find_audio(folder) for name, folder in systems.items()}
+
+    common = set.intersection(*(set(files) for files in audio.values()))
+    for name, files in audio.items():
+        dropped = sorted(set(files) - common)
+        if dropped:
+            log.warning("%s: %d prompt(s) missing from other systems are left out, e.g. %r", name, len(dropped), dropped[0])
+    prompt_ids = sorted(common)
+    if not prompt_ids:
+        raise StudyError("the systems share no prompt ids (audio file names); every system needs the same prompts")
+    rng = np.random.default_rng(options.seed)
+    if options.prompts is not None:
+        if not 1 <= options.prompts <= len(prompt_ids):
+            raise StudyError(f"--prompts {options.prompts}: only {len(prompt_ids)} prompts are shared by all systems")
+        prompt_ids = sorted(rng.choice(prompt_ids, size=options.prompts, replace=False).tolist())
+    captions = gather_captions(list(systems.values()), captions_file, prompt_ids, audio)
+
+    sources = [audio[name][p] for name in systems for p in prompt_ids] + list(options.attention_clips)
+    infos = {}
+    for path in sources:
+        try:
+            infos[path] = sf.info(str(path))
+        except Exception as error:
+            raise StudyError(f"{path}: unreadable audio ({error})") from None
+    rate = options.sample_rate or min(info.samplerate for info in infos.values())
+    seconds = options.duration or min(info.frames / info.samplerate for info in infos.values())
+    if seconds < 0.5:
+        raise StudyError(f"clip duration {seconds:.3f} s is too short to rate (and to measure loudness); "
+                         f"pass --duration or use longer clips")
+    samples = int(round(seconds * rate))
+
+    # Random, unguessable names: nothing about a clip's origin can be read from its id.
+    def new_clip_id() -> str:
+        return secrets.token_hex(8)
+
+    parent = out.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.", suffix=".partial"))
+    try:
+        (staging / AUDIO_DIR).mkdir()
+        clips, key_clips = [], []
+        stimulus: dict[tuple[str, str], str] = {}
+
+        def add_clip(wave: np.ndarray, caption: str, entry: dict) -> str:
+            clip_id = new_clip_id()
+            prepared, info = _prepare(wave, rate, samples, options.loudness_lufs)
+            relative = f"{AUDIO_DIR}/{clip_id}.wav"
+            write_wav(staging / relative, prepared, rate)
+            clips.append({"clip_id": clip_id, "caption": caption, "audio": relative})
+            key_clips.append({"clip_id": clip_id, **entry, **info})
+            return clip_id
+
+        for name in systems:
+            for prompt_id in prompt_ids:
+                source = audio[name][prompt_id]
+                stimulus[prompt_id, name] = add_clip(
+                    _load_mono(source, rate), captions[prompt_id],
+                    {"system": name, "prompt_id": prompt_id, "attention_check": False, "source": str(source)})
+
+        checks = []
+        for index in range(options.attention_checks):
+            prompt_id = prompt_ids[int(rng.integers(len(prompt_ids)))]
+            if options.attention_clips:
+                source = options.attention_clips[index % len(options.attention_clips)]
+                wave = _load_mono(source, rate)
+            else:
+                source = audio[list(systems)[int(rng.integers(len(systems)))]][prompt_id]
+                wave = _bury_in_noise(fit_length(_load_mono(source, rate), samples), rng)
+            checks.append(add_clip(wave, captions[prompt_id], {
+                "system": None, "prompt_id": prompt_id, "attention_check": True, "source": str(source)}))
+
+        raters = []
+        for group, count in options.raters.items():
+            tokens = [secrets.token_urlsafe(12) for _ in range(count)]
+            per_prompt = options.ratings_per_prompt or count
+            for token, assigned in assign_prompts(prompt_ids, tokens, per_prompt, rng).items():
+                pairs = [(p, stimulus[p, name]) for p in assigned for name in systems]
+                order = insert_checks([clip for _, clip in spread_order(pairs, rng)], checks, rng)
+                raters.append({"token": token, "group": group, "order": order,
+                               "completion_code": secrets.token_hex(4).upper()})
+
+        rng.shuffle(clips)  # file order in study.json must not follow systems either
+        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        _write_json(staging / STUDY_FILE, {"schema_version": SCHEMA_VERSION, "title": options.title,
+                                           "created": created, "clips": clips, "raters": raters})
+        settings = {"sample_rate": rate, "duration_seconds": samples / rate, "loudness_lufs": options.loudness_lufs,
+                    "raters": {str(g): c for g, c in options.raters.items()},
+                    "ratings_per_prompt": options.ratings_per_prompt, "prompts": len(prompt_ids),
+                    "attention_checks": options.attention_checks, "seed": options.seed}
+        _write_json(staging / KEY_FILE, {
+            "schema_version": SCHEMA_VERSION, "created": created, "systems": list(systems),
+            "sources": {name: str(folder) for name, folder in systems.items()}, "settings": settings,
+            "attention_max_ovl": ATTENTION_MAX_OVL, "captions": captions, "clips": key_clips})
+        with open(staging / RATERS_FILE, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["token", "group", "clips", "link", "completion_code"])
+            for rater in raters:
+                writer.writerow([rater["token"], rater["group"] or "asked at first visit", len(rater["order"]),
+                                 rater_link(options.base_url, rater["token"]), rater["completion_code"]])
+        if out.exists():
+            out.rmdir()
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    limited = sum(c["peak_limited"] for c in key_clips)
+    if limited:
+        log.warning("%d clip(s) could not reach %.1f LUFS without exceeding %.1f dBFS peak; they stay quieter",
+                    limited, options.loudness_lufs, PEAK_CEILING_DBFS)
+    return {"study": str(out), "systems": list(systems), "prompts": len(prompt_ids), "clips": len(clips),
+            "attention_checks": len(checks), "raters": len(raters), "sample_rate": rate,
+            "duration_seconds": round(samples / rate, 3), "peak_limited": limited,
+            "raters_file": str(out / RATERS_FILE)}
+
+
+def rater_link(base_url: str, token: str) -> str:
+    return f"{base_url.rstrip('/')}/?rater={token}"
+
+
+def _write_json(path: Path, data: dict) -> None:
+    write_text_atomic(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
