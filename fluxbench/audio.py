@@ -9,10 +9,14 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fluxbench import FluxbenchError
+
+if TYPE_CHECKING:
+    import torch
 
 
 class AudioError(FluxbenchError):
@@ -77,6 +81,75 @@ def integrated_loudness(wave: np.ndarray, sample_rate: int) -> float:
     if data.shape[0] < int(0.4 * sample_rate):
         raise AudioError(f"loudness needs at least 0.4 s of audio, got {data.shape[0] / sample_rate:.3f} s")
     return float(pyloudnorm.Meter(sample_rate).integrated_loudness(data))
+
+
+# ---- the AudioLDM 2 mel front-end ----------------------------------------------------------------------
+# AudioLDM 2's TacotronSTFT at 16 kHz (also what its VAE and HiFi-GAN vocoder were trained on): STFT with a
+# periodic Hann window and reflect padding of n_fft/2 at both ends, magnitude (not power), a slaney-scale and
+# slaney-normalised mel filterbank, and the natural log of the mel magnitude clamped below at 1e-5.
+MEL_SAMPLE_RATE = 16_000
+MEL_N_FFT = 1024
+MEL_HOP = 160
+MEL_WINDOW = 1024
+MEL_BINS = 64
+MEL_FMIN = 0.0
+MEL_FMAX = 8000.0
+MEL_LOG_FLOOR = 1e-5
+
+
+def _hz_to_slaney_mel(hz: np.ndarray) -> np.ndarray:
+    # Linear below 1 kHz (3 mels per 200 Hz), logarithmic above (27 mels per factor 6.4).
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz * 3.0 / 200.0
+    log_part = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) * 27.0 / np.log(6.4)
+    return np.where(hz >= 1000.0, log_part, linear)
+
+
+def _slaney_mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    linear = mel * 200.0 / 3.0
+    log_part = 1000.0 * np.exp((mel - 15.0) * np.log(6.4) / 27.0)
+    return np.where(mel >= 15.0, log_part, linear)
+
+
+def mel_filterbank(sample_rate: int = MEL_SAMPLE_RATE, n_fft: int = MEL_N_FFT, n_mels: int = MEL_BINS,
+                   fmin: float = MEL_FMIN, fmax: float = MEL_FMAX) -> np.ndarray:
+    """Triangular filters [n_mels, n_fft // 2 + 1] on the slaney mel scale, each scaled to unit area in Hz."""
+    edges = _slaney_mel_to_hz(np.linspace(_hz_to_slaney_mel(fmin), _hz_to_slaney_mel(fmax), n_mels + 2))
+    bins = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
+    lower, center, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (bins[None, :] - lower) / (center - lower)
+    falling = (upper - bins[None, :]) / (upper - center)
+    triangles = np.maximum(0.0, np.minimum(rising, falling))
+    return (triangles * (2.0 / (upper - lower))).astype(np.float32)
+
+
+def audioldm2_normalize(waves: torch.Tensor) -> torch.Tensor:
+    """AudioLDM 2's input convention for [batch, samples]: remove the mean, then scale the peak to 0.5."""
+    centred = waves - waves.mean(dim=-1, keepdim=True)
+    return 0.5 * centred / (centred.abs().amax(dim=-1, keepdim=True) + 1e-8)
+
+
+def mel_spectrogram(waves: torch.Tensor, frames: int | None = None) -> torch.Tensor:
+    """[batch, samples] at 16 kHz in [-1, 1] -> AudioLDM 2 log-mel [batch, frames, 64].
+
+    Without `frames` there are samples // 160 + 1 frames; with it the wave is zero-padded or cropped first,
+    as AudioLDM 2 does (10.24 s -> 1024 frames).
+    """
+    import torch
+
+    if waves.ndim != 2:
+        raise AudioError(f"mel_spectrogram expects [batch, samples], got shape {tuple(waves.shape)}")
+    waves = waves.float().clamp(-1.0, 1.0)
+    if frames is not None:
+        samples = frames * MEL_HOP
+        waves = torch.nn.functional.pad(waves, (0, max(0, samples - waves.shape[-1])))[:, :samples]
+    window = torch.hann_window(MEL_WINDOW, periodic=True, device=waves.device)
+    spectrum = torch.stft(waves, MEL_N_FFT, hop_length=MEL_HOP, win_length=MEL_WINDOW, window=window,
+                          center=True, pad_mode="reflect", return_complex=True).abs()
+    basis = torch.from_numpy(mel_filterbank()).to(waves.device)
+    mel = torch.log(torch.clamp(basis @ spectrum, min=MEL_LOG_FLOOR)).transpose(1, 2)
+    return mel[:, :frames] if frames is not None else mel
 
 
 def write_wav(path: str | os.PathLike, wave: np.ndarray, sample_rate: int) -> Path:

@@ -7,12 +7,18 @@ Resolution order for every component:
 4. the Hugging Face cache (no network);
 5. a download (hub or URL) unless offline mode is on ($HF_HUB_OFFLINE=1 or $FLUXBENCH_OFFLINE=1).
 When several components are missing, one error lists all of them with how to supply each.
+
+Local copies mirror the hub: `<weights dir>/<repo name>/<subfolder or file>`, e.g.
+`$FLUXBENCH_WEIGHTS_DIR/audioldm2/vae` or `$FLUXBENCH_WEIGHTS_DIR/FluxMusic/musicflow_s.pt`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
+import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +27,18 @@ from typing import Iterable
 from fluxbench import FluxbenchError
 
 WEIGHTS_DIR_ENV = "FLUXBENCH_WEIGHTS_DIR"
-CACHE_DIR = Path(os.environ.get("FLUXBENCH_CACHE", Path.home() / ".cache" / "fluxbench"))
+CACHE_ENV = "FLUXBENCH_CACHE"
+
+
+def cache_dir() -> Path:
+    """fluxbench's own cache (downloads by URL, checksum memo, cached text embeddings); $FLUXBENCH_CACHE."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "fluxbench")
+
+
+def __getattr__(name: str):
+    if name == "CACHE_DIR":  # read at use, so a changed $FLUXBENCH_CACHE takes effect
+        return cache_dir()
+    raise AttributeError(name)
 
 
 class MissingWeightsError(FluxbenchError):
@@ -44,6 +61,13 @@ class WeightSource:
     subfolder: str | None = None
     url: str | None = None
     sha256: str | None = None
+    # Hub folder downloads: only these files (a repo may also hold other frameworks' copies).
+    allow_patterns: tuple[str, ...] | None = None
+    # Paths that a resolved folder must contain to count as this component.
+    required: tuple[str, ...] = ()
+
+    def missing_parts(self, path: Path) -> list[str]:
+        return [part for part in self.required if not (path / part).exists()] if path.is_dir() else []
 
     @property
     def where(self) -> str:
@@ -87,6 +111,15 @@ def _local_candidates(source: WeightSource, explicit: str | os.PathLike | None, 
     return candidates
 
 
+def hf_cache_dir() -> str | None:
+    """The hub cache folder as configured now ($HF_HUB_CACHE, else $HF_HOME/hub); None for the library default."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return str(Path(os.environ["HF_HOME"]) / "hub")
+    return None
+
+
 def _from_hf_cache(source: WeightSource) -> Path | None:
     if not source.hub_repo:
         return None
@@ -95,14 +128,14 @@ def _from_hf_cache(source: WeightSource) -> Path | None:
     except ImportError:
         return None
     if source.filename:
-        hit = try_to_load_from_cache(source.hub_repo, source.filename)
+        hit = try_to_load_from_cache(source.hub_repo, source.filename, cache_dir=hf_cache_dir())
         return Path(hit) if isinstance(hit, str) else None
     try:
-        for repo in scan_cache_dir().repos:
+        for repo in scan_cache_dir(hf_cache_dir()).repos:
             if repo.repo_id == source.hub_repo:
                 for revision in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True):
                     folder = Path(revision.snapshot_path) / (source.subfolder or "")
-                    if folder.is_dir() and any(folder.iterdir()):
+                    if folder.is_dir() and any(folder.iterdir()) and not source.missing_parts(folder):
                         return folder
     except Exception:  # an unreadable or absent cache is the same as a miss
         return None
@@ -111,7 +144,7 @@ def _from_hf_cache(source: WeightSource) -> Path | None:
 
 def _download(source: WeightSource) -> Path:
     if source.url:
-        target = CACHE_DIR / "weights" / source.local_name
+        target = cache_dir() / "weights" / source.local_name
         if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_suffix(target.suffix + ".partial")
@@ -121,9 +154,11 @@ def _download(source: WeightSource) -> Path:
     from huggingface_hub import hf_hub_download, snapshot_download
 
     if source.filename:
-        return Path(hf_hub_download(source.hub_repo, source.filename))
-    pattern = f"{source.subfolder}/*" if source.subfolder else None
-    root = Path(snapshot_download(source.hub_repo, allow_patterns=pattern))
+        return Path(hf_hub_download(source.hub_repo, source.filename, cache_dir=hf_cache_dir()))
+    patterns = list(source.allow_patterns) if source.allow_patterns else None
+    if source.subfolder and not patterns:
+        patterns = [f"{source.subfolder}/*"]
+    root = Path(snapshot_download(source.hub_repo, allow_patterns=patterns, cache_dir=hf_cache_dir()))
     return root / (source.subfolder or "")
 
 
@@ -147,6 +182,9 @@ def resolve_all(requests: Iterable[tuple[WeightSource, str | os.PathLike | None]
         path = next((p for p in _local_candidates(source, explicit, root) if p.exists()), None)
         if explicit and path is None:
             raise MissingWeightsError(f"{source.name}: {explicit} does not exist")
+        if path is not None and source.missing_parts(path):
+            raise MissingWeightsError(
+                f"{source.name}: {path} lacks {', '.join(source.missing_parts(path))}; expected a copy of {source.where}")
         path = path or _from_hf_cache(source)
         if path is None and not offline():
             try:
@@ -164,3 +202,85 @@ def resolve_all(requests: Iterable[tuple[WeightSource, str | os.PathLike | None]
         mode = " (offline mode)" if offline() else ""
         raise MissingWeightsError(f"missing weights{mode}: " + "; ".join(missing))
     return [p for p in found if p is not None]
+
+
+def checksum(path: str | os.PathLike) -> str:
+    """sha256_of(path), remembered in the cache per (path, size, mtime) so multi-GB weights are hashed once."""
+    path = Path(path).resolve()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    stamp = hashlib.sha256(
+        json.dumps([[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]).encode()).hexdigest()
+    memo_file = cache_dir() / "checksums.json"
+    try:
+        memo = json.loads(memo_file.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    if stamp not in memo:
+        memo[stamp] = sha256_of(path)
+        try:
+            memo_file.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=memo_file.parent, prefix=".checksums.", suffix=".tmp")
+            with os.fdopen(fd, "w") as handle:
+                json.dump(memo, handle)
+            os.replace(tmp, memo_file)
+        except OSError:  # a read-only cache only costs re-hashing next time
+            pass
+    return memo[stamp]
+
+
+# ---- FluxMusic components (facts: shared/reference/fluxmusic-reference.md and the official code) -----------
+
+def fluxmusic_checkpoint(size: str) -> WeightSource:
+    """The official release file of one size (hub repo feizhengcong/FluxMusic)."""
+    from fluxbench.models.fluxmusic.configs import CHECKPOINT_FILES, HUB_REPO
+
+    filename = CHECKPOINT_FILES[size]
+    return WeightSource(f"FluxMusic-{size} checkpoint", f"FLUXBENCH_FLUXMUSIC_{size.upper()}",
+                        f"FluxMusic/{filename}", hub_repo=HUB_REPO, filename=filename)
+
+
+# The T5-XXL encoder. The official code names google/t5-v1_1-xxl but loads the SD3 copy (text_encoder_3 +
+# tokenizer_3, fp16 safetensors, encoder only) and its README links that copy, so it is the default; the
+# google repo is the same v1.1 XXL encoder (ungated, but a 44 GB full encoder-decoder checkpoint).
+T5_SD3 = WeightSource(
+    "T5-XXL text encoder", "FLUXBENCH_T5", "stable-diffusion-3-medium-diffusers",
+    hub_repo="stabilityai/stable-diffusion-3-medium-diffusers",
+    allow_patterns=("text_encoder_3/*", "tokenizer_3/*"), required=("text_encoder_3/config.json", "tokenizer_3"))
+T5_GOOGLE = WeightSource(
+    "T5-XXL text encoder", "FLUXBENCH_T5", "t5-v1_1-xxl", hub_repo="google/t5-v1_1-xxl",
+    allow_patterns=("config.json", "*.model", "tokenizer*", "special_tokens_map.json", "*.safetensors*",
+                    "pytorch_model*.bin*"),
+    required=("config.json",))
+T5_SOURCES = {source.hub_repo: source for source in (T5_SD3, T5_GOOGLE)}
+DEFAULT_T5 = T5_SD3.hub_repo
+
+CLAP_MUSIC = WeightSource("CLAP text encoder", "FLUXBENCH_CLAP", "larger_clap_music",
+                          hub_repo="laion/larger_clap_music", required=("config.json",))
+DEFAULT_CLAP = CLAP_MUSIC.hub_repo
+
+# AudioLDM 2 VAE + HiFi-GAN vocoder. The official training and sampling scripts load both from a clone of
+# cvssp/audioldm2 (its README says to clone it), so the released transformers learned that VAE's latents;
+# cvssp/audioldm2-music has the same architecture and is one option away.
+AUDIOLDM2_REPOS = ("cvssp/audioldm2", "cvssp/audioldm2-music")
+DEFAULT_AUDIOLDM2 = AUDIOLDM2_REPOS[0]
+
+
+def audioldm2_part(part: str, repo: str = DEFAULT_AUDIOLDM2) -> WeightSource:
+    """"vae" or "vocoder" of an AudioLDM 2 hub repo, a save_pretrained folder each."""
+    label = {"vae": "AudioLDM 2 VAE", "vocoder": "AudioLDM 2 HiFi-GAN vocoder"}[part]
+    return WeightSource(label, f"FLUXBENCH_AUDIOLDM2_{part.upper()}", f"{repo.split('/')[-1]}/{part}",
+                        hub_repo=repo, subfolder=part, required=("config.json",))
+
+
+def hub_source(kind: str, repo_or_path: str) -> tuple[WeightSource, str | None]:
+    """(source, explicit local path) for a component named by hub id or by a local path."""
+    known = {"t5": T5_SOURCES, "clap": {CLAP_MUSIC.hub_repo: CLAP_MUSIC}}[kind]
+    if repo_or_path in known:
+        return known[repo_or_path], None
+    if Path(repo_or_path).expanduser().exists() or repo_or_path.startswith((".", "/", "~")):
+        default = known[DEFAULT_T5 if kind == "t5" else DEFAULT_CLAP]
+        # A local copy may use either hub layout; its loader checks what it finds.
+        return dataclasses.replace(default, required=()), str(Path(repo_or_path).expanduser())
+    name = {"t5": "T5 text encoder", "clap": "CLAP text encoder"}[kind]
+    env = {"t5": "FLUXBENCH_T5", "clap": "FLUXBENCH_CLAP"}[kind]
+    return WeightSource(name, env, repo_or_path.split("/")[-1], hub_repo=repo_or_path, required=("config.json",)), None
