@@ -199,7 +199,9 @@ class Results:
             "settings": self.settings,
             "estimates": [{"system": s, "group": g, "aspect": a.upper(), **asdict(e)}
                           for (s, g, a), e in self.estimates.items()],
-            "agreement": self.agreement,
+            # JSON has no NaN: undefined agreement (no variation at all) is written as null.
+            "agreement": {g: {a: {lvl: (None if np.isnan(v) else v) for lvl, v in levels.items()}
+                              for a, levels in aspects.items()} for g, aspects in self.agreement.items()},
             "raters": [asdict(r) for r in self.raters],
         }
 
@@ -270,8 +272,8 @@ def analyse(study: Study, key: Key, rater_groups: dict[str, str],
             f"{g} {len({o.token for o in observations if o.group == g})}" for g in groups) +
         f"; {len(excluded)} excluded for failing more than {max_failed_checks} attention check(s).",
         "Krippendorff's alpha (interval): " + "; ".join(
-            f"{g} OVL {agreement[g]['ovl']['interval']:.2f}, REL {agreement[g]['rel']['interval']:.2f}"
-            for g in groups) + ".",
+            f"{g} OVL {_format_alpha(agreement[g]['ovl']['interval'])}, "
+            f"REL {_format_alpha(agreement[g]['rel']['interval'])}" for g in groups) + ".",
     ]
     table = RatingTable("Human evaluation (OVL: overall quality, REL: relevance to the caption)",
                         list(key.systems), groups,
@@ -279,6 +281,10 @@ def analyse(study: Study, key: Key, rater_groups: dict[str, str],
     settings = {"resamples": resamples, "seed": seed, "level": level, "max_failed_checks": max_failed_checks,
                 "study": str(study.root), "study_schema_version": SCHEMA_VERSION}
     return Results(table, estimates, agreement, screens, settings)
+
+
+def _format_alpha(alpha: float) -> str:
+    return "undefined (no variation)" if np.isnan(alpha) else f"{alpha:.2f}"
 
 
 def analyse_study(study_root: str | Path, database: str | None = None, **options) -> Results:

@@ -186,18 +186,33 @@ def assign_prompts(prompt_ids: list[str], tokens: list[str], per_prompt: int,
 
 
 def spread_order(items: list[tuple[str, str]], rng: np.random.Generator) -> list[tuple[str, str]]:
-    """Random order of (prompt, clip) pairs in which a prompt's clips are not adjacent when avoidable."""
+    """Random order of (prompt, clip) pairs in which a prompt's clips are never adjacent when avoidable."""
     remaining: dict[str, list[str]] = {}
     for prompt, clip in items:
         remaining.setdefault(prompt, []).append(clip)
     for clips in remaining.values():
         rng.shuffle(clips)
+
+    def can_finish(after: str) -> bool:
+        # What is left can be ordered without neighbours of one prompt, starting with a prompt other than `after`.
+        left = sum(map(len, remaining.values()))
+        return all(len(c) <= (left + 1) // 2 for c in remaining.values()) and \
+            len(remaining.get(after, ())) <= left // 2
+
     order: list[tuple[str, str]] = []
     last = None
     while remaining:
-        choices = [p for p in remaining if p != last] or [last]
+        choices = []
+        for prompt in remaining:
+            if prompt == last:
+                continue
+            clip = remaining[prompt].pop()  # try taking one of this prompt's clips next
+            if can_finish(prompt):
+                choices.append(prompt)
+            remaining[prompt].append(clip)
+        choices = choices or list(remaining)  # unavoidable neighbours (e.g. a single prompt)
         weights = np.array([len(remaining[p]) for p in choices], dtype=float)
-        prompt = choices[rng.choice(len(choices), p=weights / weights.sum())]  # fullest first avoids dead ends
+        prompt = choices[rng.choice(len(choices), p=weights / weights.sum())]
         order.append((prompt, remaining[prompt].pop()))
         if not remaining[prompt]:
             del remaining[prompt]
