@@ -84,6 +84,10 @@ class RectifiedFlow:
             raise FluxbenchError(f"unknown time sampling {time_sampling!r}; expected 'logit_normal' or 'uniform'")
         self.time_sampling = time_sampling
 
+    def options(self) -> dict:
+        """The constructor arguments, so `get_objective(name, **options())` rebuilds this objective."""
+        return {"time_sampling": self.time_sampling}
+
     def sample_times(self, batch: int, device: torch.device | str = "cpu",
                      generator: torch.Generator | None = None) -> torch.Tensor:
         if self.time_sampling == "logit_normal":
@@ -151,9 +155,12 @@ class DDPM:
             raise FluxbenchError(
                 f"DDPM schedule needs train_steps >= 2 and 0 < beta_start < beta_end < 1, got "
                 f"{train_steps}, {beta_start}, {beta_end}")
-        self.train_steps = train_steps
+        self.train_steps, self.beta_start, self.beta_end = train_steps, beta_start, beta_end
         betas = torch.linspace(beta_start, beta_end, train_steps, dtype=torch.float64)
         self.alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)  # float64: the tail reaches ~4e-5
+
+    def options(self) -> dict:
+        return {"train_steps": self.train_steps, "beta_start": self.beta_start, "beta_end": self.beta_end}
 
     def model_time(self, steps: torch.Tensor) -> torch.Tensor:
         return steps.to(torch.float64) / self.train_steps

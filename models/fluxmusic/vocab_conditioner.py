@@ -31,6 +31,7 @@ def words(caption: str) -> list[str]:
 
 class VocabConditioner(nn.Module, TextConditioner):
     kind = "vocab"
+    trainable = True  # trained with the transformer (frozen encoders' outputs are cached instead)
 
     def __init__(self, vocabulary: Sequence[str], context_dim: int = 48, vector_dim: int = 32,
                  max_tokens: int = 32) -> None:
