@@ -2,9 +2,10 @@
 
 Module and parameter names follow the released checkpoints exactly (`img_in`, `double_blocks.N.img_attn.qkv`,
 `single_blocks.N.linear1`, `final_layer.adaLN_modulation.1`, ...), so their `ema` state dicts load strictly.
-The computation equals the official forward; it is organised for speed: rotary tables are built once per
-forward, projections of both streams are concatenated once per block, and element-wise steps are fused
-(addcmul) instead of materialising intermediates.
+The computation equals the official forward; it is organised for speed: rotary positions are complex
+rotations built once per forward, both streams' projections are joined once per block (per-token RMSNorm
+scales instead of three concatenations), the single block's second linear accumulates two products instead
+of concatenating, and element-wise steps are fused (addcmul).
 """
 
 from __future__ import annotations
@@ -65,22 +66,20 @@ def timestep_embedding(t: Tensor, dim: int = TIME_EMBED_DIM, max_period: float =
     return embedding.to(t.dtype) if torch.is_floating_point(t) else embedding
 
 
-def rotary_tables(ids: Tensor, axes_dim: list[int], theta: float) -> tuple[Tensor, Tensor]:
-    """cos and sin tables [B, 1, L, head_dim/2] for positions `ids` [B, L, n_axes] (angles in float64)."""
+def rotary_tables(ids: Tensor, axes_dim: list[int], theta: float) -> Tensor:
+    """Unit complex rotations [B, L, 1, head_dim/2] for positions `ids` [B, L, n_axes] (angles in float64)."""
     angles = []
     for axis, dim in enumerate(axes_dim):
         omega = 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float64, device=ids.device) / dim)
         angles.append(ids[..., axis, None].double() * omega)
-    angle = torch.cat(angles, dim=-1).unsqueeze(1)
-    return torch.cos(angle).float(), torch.sin(angle).float()
+    angle = torch.cat(angles, dim=-1).unsqueeze(2)
+    return torch.polar(torch.ones_like(angle), angle).to(torch.complex64)
 
 
-def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate consecutive pairs (x0, x1) of the last axis by the tables' angles."""
-    pairs = x.float().unflatten(-1, (-1, 2))
-    x0, x1 = pairs.unbind(-1)
-    out = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2)
-    return out.type_as(x)
+def apply_rotary(x: Tensor, rotation: Tensor) -> Tensor:
+    """Rotate consecutive pairs (x0, x1) of the last axis of x [B, L, H, D]: one complex product per pair."""
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(pairs * rotation).flatten(-2).type_as(x)
 
 
 # ---- building blocks (names mirror the checkpoint) -------------------------------------------------------
@@ -94,14 +93,21 @@ class MLPEmbedder(nn.Module):
         return self.out_layer(F.silu(self.in_layer(x)))
 
 
+def _rms_normalize(x: Tensor) -> Tensor:
+    """x / rms(x) over the last axis, computed in float32 (the scale is applied by the caller)."""
+    x32 = x.float()
+    # mean of squares from one norm reduction (a pass less than square-then-mean)
+    mean_square = torch.linalg.vector_norm(x32, dim=-1, keepdim=True).square_().div_(x.shape[-1])
+    return (x32 * torch.rsqrt(mean_square.add_(1e-6))).to(x.dtype)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
         self.scale = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=1e-6)
-        return normed.to(x.dtype) * self.scale
+        return _rms_normalize(x) * self.scale
 
 
 class QKNorm(nn.Module):
@@ -137,15 +143,15 @@ def _modulated_norm(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     return torch.addcmul(shift, F.layer_norm(x, (x.shape[-1],), eps=1e-6), 1 + scale)
 
 
-def _split_heads(qkv: Tensor, heads: int) -> tuple[Tensor, Tensor, Tensor]:
-    """[B, L, 3*H*D] -> three [B, L, H, D] views."""
-    return qkv.unflatten(-1, (3, heads, -1)).unbind(2)
+def _attention(qkv: Tensor, heads: int, q_scale: Tensor, k_scale: Tensor, rotation: Tensor) -> Tensor:
+    """Attention from fused projections qkv [B, L, 3*H*D]: RMS-normalised, rotated q and k; output [B, L, H*D].
 
-
-def _attention(q: Tensor, k: Tensor, v: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """q, k, v as [B, H, L, D]; rotary on q and k; output [B, L, H*D]."""
-    q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-    out = F.scaled_dot_product_attention(q, k, v)
+    q_scale / k_scale are the RMSNorm scales, [D] or per token [L, 1, D] (a double block's two streams).
+    """
+    q, k, v = qkv.unflatten(-1, (3, heads, -1)).unbind(2)  # [B, L, H, D] views
+    q = apply_rotary((_rms_normalize(q) * q_scale).to(v.dtype), rotation)
+    k = apply_rotary((_rms_normalize(k) * k_scale).to(v.dtype), rotation)
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
     return out.transpose(1, 2).flatten(2)
 
 
@@ -160,19 +166,22 @@ class DoubleStreamBlock(nn.Module):
             setattr(self, f"{stream}_mlp", nn.Sequential(
                 nn.Linear(hidden, mlp_hidden), nn.GELU(approximate="tanh"), nn.Linear(mlp_hidden, hidden)))
 
-    def _qkv(self, x: Tensor, attn: StreamAttention, shift: Tensor, scale: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        q, k, v = _split_heads(attn.qkv(_modulated_norm(x, shift, scale)), self.heads)
-        return attn.norm.query_norm(q).to(v.dtype), attn.norm.key_norm(k).to(v.dtype), v
+    def _per_token_scales(self, n_txt: int, n_img: int) -> tuple[Tensor, Tensor]:
+        def joint(txt_norm: RMSNorm, img_norm: RMSNorm) -> Tensor:
+            d = txt_norm.scale.shape[0]
+            return torch.cat((txt_norm.scale.expand(n_txt, 1, d), img_norm.scale.expand(n_img, 1, d)))
 
-    def forward(self, img: Tensor, txt: Tensor, vec_act: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
+        return (joint(self.txt_attn.norm.query_norm, self.img_attn.norm.query_norm),
+                joint(self.txt_attn.norm.key_norm, self.img_attn.norm.key_norm))
+
+    def forward(self, img: Tensor, txt: Tensor, vec_act: Tensor, rotation: Tensor) -> tuple[Tensor, Tensor]:
         i_shift1, i_scale1, i_gate1, i_shift2, i_scale2, i_gate2 = self.img_mod(vec_act)
         t_shift1, t_scale1, t_gate1, t_shift2, t_scale2, t_gate2 = self.txt_mod(vec_act)
-        tq, tk, tv = self._qkv(txt, self.txt_attn, t_shift1, t_scale1)
-        iq, ik, iv = self._qkv(img, self.img_attn, i_shift1, i_scale1)
-        # Joint attention over [text; music] tokens.
-        q, k, v = (torch.cat(pair, dim=1).transpose(1, 2) for pair in ((tq, iq), (tk, ik), (tv, iv)))
-        attn = _attention(q, k, v, cos, sin)
+        # Joint attention over [text; music]: each stream projects with its own weights, then one sequence.
+        qkv = torch.cat((self.txt_attn.qkv(_modulated_norm(txt, t_shift1, t_scale1)),
+                         self.img_attn.qkv(_modulated_norm(img, i_shift1, i_scale1))), dim=1)
         n_txt = txt.shape[1]
+        attn = _attention(qkv, self.heads, *self._per_token_scales(n_txt, img.shape[1]), rotation)
         txt_attn, img_attn = attn[:, :n_txt], attn[:, n_txt:]
 
         img = torch.addcmul(img, i_gate1, self.img_attn.proj(img_attn))
@@ -194,15 +203,15 @@ class SingleStreamBlock(nn.Module):
         self.norm = QKNorm(hidden // heads)
         self.modulation = Modulation(hidden, triples=1)
 
-    def forward(self, x: Tensor, vec_act: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    def forward(self, x: Tensor, vec_act: Tensor, rotation: Tensor) -> Tensor:
         shift, scale, gate = self.modulation(vec_act)
         qkv, mlp = self.linear1(_modulated_norm(x, shift, scale)).split([3 * self.hidden, self.mlp_hidden], dim=-1)
-        q, k, v = _split_heads(qkv, self.heads)
-        q = self.norm.query_norm(q).to(v.dtype).transpose(1, 2)
-        k = self.norm.key_norm(k).to(v.dtype).transpose(1, 2)
-        attn = _attention(q, k, v.transpose(1, 2), cos, sin)
-        out = self.linear2(torch.cat((attn, F.gelu(mlp, approximate="tanh")), dim=-1))
-        return torch.addcmul(x, gate, out)
+        attn = _attention(qkv, self.heads, self.norm.query_norm.scale, self.norm.key_norm.scale, rotation)
+        # linear2 on [attn | gelu(mlp)] as two accumulated products: no concatenated copy.
+        weight = self.linear2.weight
+        out = F.linear(attn, weight[:, : self.hidden], self.linear2.bias)
+        out = torch.addmm(out.flatten(0, 1), F.gelu(mlp, approximate="tanh").flatten(0, 1), weight[:, self.hidden:].t())
+        return torch.addcmul(x, gate, out.view_as(x))
 
 
 class LastLayer(nn.Module):
@@ -241,14 +250,14 @@ class FluxMusicTransformer(nn.Module):
         img = self.img_in(x)
         vec = self.time_in(timestep_embedding(t)) + self.vector_in(y)
         txt = self.txt_in(txt)
-        cos, sin = rotary_tables(torch.cat((txt_ids, img_ids), dim=1), self.config.axes_dim, self.config.theta)
+        rotation = rotary_tables(torch.cat((txt_ids, img_ids), dim=1), self.config.axes_dim, self.config.theta)
         vec_act = F.silu(vec)  # every modulation sees silu(vec); computed once
 
         for block in self.double_blocks:
-            img, txt = block(img, txt, vec_act, cos, sin)
+            img, txt = block(img, txt, vec_act, rotation)
         joint = torch.cat((txt, img), dim=1)
         for block in self.single_blocks:
-            joint = block(joint, vec_act, cos, sin)
+            joint = block(joint, vec_act, rotation)
         return self.final_layer(joint[:, txt.shape[1]:], vec)
 
     def parameter_count(self) -> int:

@@ -1,0 +1,125 @@
+"""One FluxMusic transformer forward at the paper's size: 1024 music tokens + 256 text tokens.
+
+    python bench/bench_forward.py [--size small] [--batch 1 2] [--device cpu|cuda] [--dtype float32|bfloat16]
+                                  [--official-dir PATH]
+
+With --official-dir pointing at a checkout of the official FluxMusic code (its model.py and modules/layers.py),
+the official model is timed on the same machine with the same weights and inputs, interleaved with ours, and
+the largest output difference is printed. FLOPs: 2 x (linear + attention-product MACs) of one forward.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from fluxbench.models.fluxmusic import FluxMusicTransformer, get_config
+from fluxbench.models.fluxmusic.transformer import music_ids, text_ids
+
+MUSIC_TOKENS, TEXT_TOKENS = 1024, 256
+
+
+def _official_model(directory: Path, config, state):
+    sys.path.insert(0, str(directory))
+    from model import Flux, FluxParams  # the official code, used only as a yardstick
+
+    model = Flux(FluxParams(**config.to_dict()))
+    model.load_state_dict(state)
+    return model
+
+
+def _inputs(config, batch, device, dtype):
+    g = torch.Generator().manual_seed(0)
+    tensors = dict(
+        x=torch.randn(batch, MUSIC_TOKENS, config.in_channels, generator=g),
+        img_ids=music_ids(batch, 256, 16),
+        txt=torch.randn(batch, TEXT_TOKENS, config.context_in_dim, generator=g),
+        txt_ids=text_ids(batch, TEXT_TOKENS),
+        t=torch.rand(batch, generator=g),
+        y=torch.randn(batch, config.vec_in_dim, generator=g),
+    )
+    return {k: v.to(device=device, dtype=dtype if v.is_floating_point() and k not in ("img_ids", "txt_ids") else None)
+            for k, v in tensors.items()}
+
+
+def _time(model, inputs, device, repeats):
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        model(**inputs)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="small")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--official-dir", type=Path, help="checkout of the official FluxMusic code to compare with")
+    parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    args = parser.parse_args()
+
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    config = get_config(args.size)
+    torch.manual_seed(0)
+    ours = FluxMusicTransformer(config).eval()
+    models = {"fluxbench": ours}
+    if args.official_dir:
+        models["official"] = _official_model(args.official_dir, config, ours.state_dict()).eval()
+    for name in models:
+        models[name] = models[name].to(device=device, dtype=dtype)
+
+    rows = []
+    with torch.inference_mode():
+        for batch in args.batch:
+            inputs = _inputs(config, batch, device, dtype)
+            outputs = {name: model(**inputs) for name, model in models.items()}  # warm-up
+            times = {name: [] for name in models}
+            for _ in range(args.repeats):  # interleave so drift hits both equally
+                for name, model in models.items():
+                    times[name] += _time(model, inputs, device, 1)
+            macs = config.macs(MUSIC_TOKENS, TEXT_TOKENS, batch)
+            flops = 2 * (macs["linear"] + macs["attention"])
+            for name in models:
+                seconds = statistics.median(times[name])
+                rows.append({
+                    "impl": name, "size": args.size, "batch": batch, "device": str(device), "dtype": args.dtype,
+                    "ms": seconds * 1e3, "tokens_per_s": batch * (MUSIC_TOKENS + TEXT_TOKENS) / seconds,
+                    "gflops_per_s": flops / seconds / 1e9,
+                    "max_abs_diff_vs_fluxbench": float((outputs[name].float() - outputs["fluxbench"].float()).abs().max()),
+                })
+            if "official" in models:
+                speedup = statistics.median(times["official"]) / statistics.median(times["fluxbench"])
+                rows[-2]["speedup_vs_official"] = speedup
+
+    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    if device.type == "cuda":
+        machine += f", {torch.cuda.get_device_name(device)}"
+    print(f"FluxMusic-{args.size} forward, {MUSIC_TOKENS} music + {TEXT_TOKENS} text tokens, {machine}")
+    print(f"{'impl':<10} {'batch':>5} {'ms':>10} {'tokens/s':>10} {'GFLOP/s':>9} {'speedup':>8} {'max |diff|':>11}")
+    for row in rows:
+        speedup = f"{row['speedup_vs_official']:.2f}x" if "speedup_vs_official" in row else "-"
+        print(f"{row['impl']:<10} {row['batch']:>5} {row['ms']:>10.1f} {row['tokens_per_s']:>10.0f} "
+              f"{row['gflops_per_s']:>9.1f} {speedup:>8} {row['max_abs_diff_vs_fluxbench']:>11.2e}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
