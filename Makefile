@@ -20,6 +20,7 @@ demo: setup
 	$(BIN)/fluxbench run
 
 test: setup
+	bash scripts/install-browser.sh
 	$(BIN)/python -m pytest -q tests
 
 bench: setup

@@ -157,7 +157,7 @@ def rating_page(st, study, responses, plan, own: dict, position: int) -> None:
         scores = {}
         for index, aspect in enumerate(("ovl", "rel")):
             scores[aspect] = st.radio(
-                ASPECT_QUESTIONS[aspect], SCORES, horizontal=True, key=f"{aspect}-{position}",
+                f"**{ASPECT_QUESTIONS[aspect]}**", SCORES, horizontal=True, key=f"{aspect}-{position}",
                 index=None if previous is None else SCORES.index(previous[index]),
                 format_func=lambda score, aspect=aspect: f"{score} · {ANCHORS[aspect][score]}")
         back_column, next_column = st.columns([1, 1])
