@@ -1,0 +1,102 @@
+"""The results file: one JSON document per benchmark run, the single source of tables and plots.
+
+Layout (schema_version 1):
+{
+  "schema": "fluxbench.results", "schema_version": 1, "created": ISO-8601 time,
+  "model":    {"name", "family", "parameters", "fingerprint", "weights": {component: sha256}},
+  "set":      {"name", "items", "scored_items", "missing_references": [ids]},
+  "settings": {"seed", "steps", "guidance", "duration", "batch_size", "preset", "solver", ...},
+  "metrics":  {key: {"value": float, "ci95": [low, high] | null, "n": int, "backbone": str, ...}},
+  "per_clip": {item_id: {key: float}},
+  "environment": {"fluxbench", "python", "torch", "numpy", "device", "platform"},
+  "timing":   {"generate_s", "score_s", ...}
+}
+Metric keys are those of `METRICS` below; a key a reader does not know is kept and shown under its own name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fluxbench import FluxbenchError
+
+SCHEMA = "fluxbench.results"
+SCHEMA_VERSION = 1
+REQUIRED = ("model", "set", "settings", "metrics")
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    label: str  # column header, as in the paper's tables
+    lower_is_better: bool
+    description: str
+
+
+METRICS: dict[str, MetricInfo] = {
+    "fad": MetricInfo("FAD", True, "Frechet distance of VGGish frame embeddings (audioldm_eval convention)"),
+    "fd": MetricInfo("FD", True, "Frechet distance of PANNs CNN14 clip embeddings"),
+    "kl_softmax": MetricInfo("KL", True, "KL(reference || generated) of PANNs class posteriors, softmax"),
+    "kl_sigmoid": MetricInfo("KL-sig", True, "the sigmoid variant of the KL above"),
+    "is": MetricInfo("IS", False, "Inception Score over PANNs class posteriors (10 splits)"),
+    "clap": MetricInfo("CLAP", False, "mean text-audio cosine similarity of CLAP embeddings"),
+    "descriptor_fd": MetricInfo("FD-desc", True, "Frechet distance of a weight-free mel/chroma descriptor (not FAD)"),
+}
+
+
+class ResultsError(FluxbenchError):
+    pass
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True, allow_nan=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_results(path: str | os.PathLike, results: dict[str, Any]) -> Path:
+    document = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, **results}
+    _validate(document, str(path))
+    return write_json_atomic(path, document)
+
+
+def load_results(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    if not path.is_file():
+        raise ResultsError(f"{path}: no results file")
+    try:
+        document = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ResultsError(f"{path}: not valid JSON ({error})") from None
+    _validate(document, str(path))
+    return document
+
+
+def _validate(document: dict[str, Any], where: str) -> None:
+    if document.get("schema") != SCHEMA:
+        raise ResultsError(f"{where}: not a fluxbench results file (field 'schema' should be {SCHEMA!r})")
+    if document.get("schema_version") != SCHEMA_VERSION:
+        raise ResultsError(f"{where}: schema_version {document.get('schema_version')!r} is not supported "
+                           f"(expected {SCHEMA_VERSION})")
+    for field in REQUIRED:
+        if not isinstance(document.get(field), dict):
+            raise ResultsError(f"{where}: missing or malformed field {field!r}")
+    for key, metric in document["metrics"].items():
+        if not isinstance(metric, dict) or "value" not in metric:
+            raise ResultsError(f"{where}: metrics.{key} must be an object with a 'value'")
