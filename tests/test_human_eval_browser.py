@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -17,8 +18,7 @@ import pytest
 pytest.importorskip("streamlit")
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-from fluxbench.commands.human_eval import serve_command  # noqa: E402
-from fluxbench.human_eval.storage import DATABASE_ENV, Responses  # noqa: E402
+from fluxbench.human_eval.storage import Responses  # noqa: E402
 from fluxbench.human_eval.study import Study  # noqa: E402
 from test_human_eval_support import make_study, secrets_of  # noqa: E402
 
@@ -27,11 +27,14 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-network
                   "--no-first-run", "--disable-sync"]
 STARTUP_SECONDS = 90
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (scripts/install-browser.sh)"),
-]
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+def chromium():
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} missing: run scripts/install-browser.sh (make test does)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
 
 
 def free_port() -> int:
@@ -42,13 +45,13 @@ def free_port() -> int:
 
 @pytest.fixture
 def served(tmp_path):
-    """`streamlit run` on the study, on 127.0.0.1 and a free port, stopped (its whole process group) afterwards."""
+    """`fluxbench human-eval serve` on 127.0.0.1 and a free port; its process group is stopped afterwards."""
     study = make_study(tmp_path, raters={"beginner": 1, "expert": 1}, attention_checks=1)
     port = free_port()
     log = open(tmp_path / "streamlit.log", "w")
-    env = dict(os.environ, **{DATABASE_ENV: f"sqlite:///{study / 'responses.sqlite'}"})
-    server = subprocess.Popen(serve_command(study, port, "127.0.0.1"), stdout=log, stderr=subprocess.STDOUT,
-                              env=env, start_new_session=True)
+    command = [sys.executable, "-m", "fluxbench.cli", "human-eval", "serve", str(study), "--port", str(port),
+               "--address", "127.0.0.1", "--db", f"sqlite:///{study / 'responses.sqlite'}"]
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_SECONDS
     while True:
