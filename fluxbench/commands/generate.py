@@ -1,0 +1,245 @@
+"""`fluxbench generate`: captions -> WAV files (+ optional mel-spectrogram PNGs) and a JSON sidecar.
+
+The sidecar (`generation.json`) records every setting, the model fingerprint, the weights' checksums and each
+clip's prompt, seed and file. It is rewritten atomically after every batch, so an interrupted run resumes
+where it stopped when the same command is run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fluxbench import FluxbenchError
+
+SIDECAR = "generation.json"
+SCHEMA = 1
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    what = parser.add_argument_group("what to generate")
+    what.add_argument("--model", default="fluxmusic-small",
+                      help="registered model name (see `fluxbench models`) or a trained FluxMusic model folder")
+    what.add_argument("--prompt", action="append", default=[], help="a caption (repeatable)")
+    what.add_argument("--prompts-file", help="captions: .txt (one per line) or .json/.jsonl/.csv with a "
+                                             "'caption' (or 'prompt') and optional 'id' per item")
+    what.add_argument("--out", required=True, help="output folder for WAVs and generation.json")
+    what.add_argument("--duration", type=float, default=10.24, help="seconds per clip (default: 10.24, the paper's)")
+    what.add_argument("--mel-png", action="store_true", help="also write a mel-spectrogram PNG per clip")
+    how = parser.add_argument_group("sampling")
+    how.add_argument("--preset", choices=["paper", "official"], default="paper",
+                     help="paper: 50 steps, guidance 3.5, empty negative; official: the released sample.py "
+                          "(guidance 7.0, negative 'low quality, gentle')")
+    how.add_argument("--seed", type=int, default=0, help="clip i gets seed + i (default: 0)")
+    how.add_argument("--steps", type=int, help="sampling steps (overrides the preset)")
+    how.add_argument("--guidance", type=float, help="classifier-free guidance scale (overrides the preset)")
+    how.add_argument("--negative-prompt", help="negative text for guidance (overrides the preset)")
+    how.add_argument("--solver", help="ODE solver: euler (official), heun or midpoint")
+    how.add_argument("--batch-size", type=int, default=4, help="clips per denoising batch (default: 4)")
+    how.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    how.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                     help="denoising precision; auto = float16 autocast on GPU, float32 on CPU")
+    where = parser.add_argument_group("weights (each resolves: flag, env var, --weights-dir, HF cache, hub)")
+    where.add_argument("--weights-dir", help="folder of local copies laid out like the hub repos "
+                                             "(default: $FLUXBENCH_WEIGHTS_DIR)")
+    where.add_argument("--checkpoint", help="FluxMusic transformer checkpoint (.pt or .safetensors)")
+    where.add_argument("--t5", help="T5 hub id or local folder (default: the SD3 text_encoder_3 copy)")
+    where.add_argument("--clap", help="CLAP hub id or local folder (default: laion/larger_clap_music)")
+    where.add_argument("--audioldm2", help="AudioLDM 2 hub repo for VAE + vocoder (default: cvssp/audioldm2)")
+    where.add_argument("--vae", help="local AudioLDM 2 vae/ folder")
+    where.add_argument("--vocoder", help="local AudioLDM 2 vocoder/ folder")
+    where.add_argument("--no-t5", action="store_true", help="leave T5 out (its slot gets the cached null embedding)")
+    where.add_argument("--no-clap", action="store_true", help="leave CLAP out (its slot gets the cached null embedding)")
+    where.add_argument("--keep-text-encoders", action="store_true",
+                       help="keep T5/CLAP in memory while denoising (default: free them after encoding)")
+    where.add_argument("--offline", action="store_true", help="never download (same as HF_HUB_OFFLINE=1)")
+    parser.add_argument("--overwrite", action="store_true", help="replace clips in --out made with other settings")
+
+
+# ---- prompts ---------------------------------------------------------------------------------------------
+def _safe_id(value: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", str(value)).strip("._")
+    return cleaned[:120] or "clip"
+
+
+def read_prompts(args: argparse.Namespace) -> list[dict[str, str]]:
+    """[{"id", "prompt"}] from --prompt and --prompts-file, in order; ids unique and safe as file names."""
+    items: list[tuple[str | None, str]] = [(None, p) for p in args.prompt]
+    if args.prompts_file:
+        items += _read_prompts_file(Path(args.prompts_file))
+    if not items:
+        raise FluxbenchError("no prompts: give --prompt TEXT (repeatable) or --prompts-file FILE")
+    out, seen = [], set()
+    for index, (item_id, prompt) in enumerate(items):
+        clip_id = _safe_id(item_id) if item_id is not None else f"{index:04d}"
+        if clip_id in seen:
+            raise FluxbenchError(f"prompt id {clip_id!r} appears twice; ids name the output files")
+        seen.add(clip_id)
+        out.append({"id": clip_id, "prompt": prompt})
+    return out
+
+
+def _read_prompts_file(path: Path) -> list[tuple[str | None, str]]:
+    if not path.is_file():
+        raise FluxbenchError(f"{path}: no such prompts file")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".txt" or path.suffix == "":
+        return [(None, line.strip()) for line in text.splitlines() if line.strip()]
+    if path.suffix == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+    elif path.suffix == ".jsonl":
+        try:
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as error:
+            raise FluxbenchError(f"{path}: invalid JSON line ({error})") from None
+    elif path.suffix == ".json":
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise FluxbenchError(f"{path}: invalid JSON ({error})") from None
+        if not isinstance(rows, list):
+            raise FluxbenchError(f"{path}: expected a JSON list of captions or of objects with a 'caption'")
+    else:
+        raise FluxbenchError(f"{path}: unknown prompts file type {path.suffix!r}; expected .txt, .json, .jsonl, .csv")
+    items = []
+    for number, row in enumerate(rows, 1):
+        if isinstance(row, str):
+            items.append((None, row))
+            continue
+        caption = row.get("caption", row.get("prompt")) if isinstance(row, dict) else None
+        if not isinstance(caption, str):
+            raise FluxbenchError(f"{path}: item {number} has no 'caption' (or 'prompt') text")
+        item_id = row.get("id")
+        items.append((None if item_id in (None, "") else str(item_id), caption))
+    return items
+
+
+# ---- model -----------------------------------------------------------------------------------------------
+def build_model(args: argparse.Namespace):
+    from fluxbench import registry
+
+    options: dict[str, Any] = {"device": args.device, "dtype": args.dtype, "batch_size": args.batch_size,
+                               "keep_text_encoders": args.keep_text_encoders, "preset": args.preset,
+                               "weights_dir": args.weights_dir, "use_t5": not args.no_t5,
+                               "use_clap": not args.no_clap}
+    if Path(args.model).is_dir():
+        from fluxbench.models.fluxmusic.pipeline import FluxMusicModel
+
+        return FluxMusicModel.from_folder(args.model, **options)
+    entry = registry.get("model", args.model)
+    if entry.facts.get("family") != "fluxmusic":
+        return entry.create()
+    for name in ("checkpoint", "t5", "clap", "audioldm2", "vae", "vocoder"):
+        if getattr(args, name):
+            options[name] = getattr(args, name)
+    return entry.create(entry.facts["size"], **options)
+
+
+# ---- output ----------------------------------------------------------------------------------------------
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2)
+    os.replace(tmp, path)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("fluxbench", "torch", "transformers", "diffusers", "numpy"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def write_mel_png(path: Path, wave, sample_rate: int) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise FluxbenchError("--mel-png needs matplotlib: pip install 'fluxbench[reports]'") from None
+    import torch
+
+    from fluxbench.audio import MEL_HOP, MEL_SAMPLE_RATE, mel_spectrogram, resample
+
+    wave = resample(wave, sample_rate, MEL_SAMPLE_RATE) if sample_rate != MEL_SAMPLE_RATE else wave
+    mel = mel_spectrogram(torch.from_numpy(wave[None].copy()))[0].numpy().T
+    figure, axes = plt.subplots(figsize=(8, 2.6), dpi=100)
+    seconds = mel.shape[1] * MEL_HOP / MEL_SAMPLE_RATE
+    image = axes.imshow(mel, origin="lower", aspect="auto", cmap="magma", extent=(0, seconds, 0, mel.shape[0]))
+    axes.set_xlabel("time (s)")
+    axes.set_ylabel("mel bin")
+    axes.set_title(path.stem.removesuffix(".mel"), fontsize=9)
+    figure.colorbar(image, ax=axes, label="log magnitude")
+    figure.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    figure.savefig(tmp)
+    plt.close(figure)
+    os.replace(tmp, path)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.offline:
+        os.environ["HF_HUB_OFFLINE"] = os.environ["FLUXBENCH_OFFLINE"] = "1"
+    if args.batch_size < 1:
+        raise FluxbenchError(f"--batch-size must be >= 1, got {args.batch_size}")
+    items = read_prompts(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    from fluxbench.audio import write_wav
+
+    model = build_model(args)
+    overrides = {"preset": args.preset, "steps": args.steps, "guidance": args.guidance,
+                 "negative_prompt": args.negative_prompt, "solver": args.solver}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    settings = model.settings(args.duration, **overrides) if hasattr(model, "settings") else dict(overrides)
+    header = {"schema": SCHEMA, "model": getattr(model, "name", args.model), "fingerprint": model.fingerprint(),
+              "checksums": model.checksums() if hasattr(model, "checksums") else {},
+              "settings": settings, "seed": args.seed, "versions": _versions()}
+    sidecar_path = out / SIDECAR
+    clips: dict[str, dict[str, Any]] = {}
+    if sidecar_path.is_file():
+        previous = json.loads(sidecar_path.read_text())
+        same = all(previous.get(k) == header[k] for k in ("fingerprint", "settings", "seed"))
+        if same:
+            clips = {c["id"]: c for c in previous.get("clips", []) if (out / c["file"]).is_file()}
+        elif not args.overwrite:
+            raise FluxbenchError(f"{out} holds clips made with another model or settings ({SIDECAR}); "
+                                 f"use a new --out or pass --overwrite")
+    todo = [(index, item) for index, item in enumerate(items)
+            if item["id"] not in clips or clips[item["id"]]["prompt"] != item["prompt"]]
+    if len(todo) < len(items):
+        log.info("resuming: %d of %d clips already in %s", len(items) - len(todo), len(items), out)
+    for start in range(0, len(todo), args.batch_size):
+        batch = todo[start:start + args.batch_size]
+        seeds = [args.seed + index for index, _ in batch]
+        audio = model.generate([item["prompt"] for _, item in batch], duration=args.duration, seed=seeds,
+                               progress=not args.quiet, **overrides)
+        for (index, item), wave, seed in zip(batch, audio.waveforms, seeds):
+            name = f"{item['id']}.wav"
+            write_wav(out / name, wave, audio.sample_rate)
+            record = {"id": item["id"], "prompt": item["prompt"], "seed": seed, "file": name,
+                      "sample_rate": audio.sample_rate, "samples": int(wave.shape[-1])}
+            if args.mel_png:
+                write_mel_png(out / f"{item['id']}.mel.png", wave, audio.sample_rate)
+                record["mel_png"] = f"{item['id']}.mel.png"
+            clips[item["id"]] = record
+        _write_json(sidecar_path, {**header, "clips": [clips[i["id"]] for i in items if i["id"] in clips]})
+        log.info("%d/%d clips written to %s", len(clips), len(items), out)
+    print(f"{len(items)} clips in {out} ({SIDECAR}: settings, seeds, weights checksums)")
+    return 0

@@ -1,0 +1,299 @@
+"""FluxMusic text-to-music: captions -> text conditioning -> rectified-flow sampling -> latent -> waveform.
+
+`FluxMusicModel` meets the zoo interface (`fluxbench.models.base.TextToMusicModel`). Build it from a released
+size (`for_size`, what the registry's `fluxmusic-*` entries call) or from a trained-model folder
+(`from_folder`). Generation encodes every caption first, frees the text encoders (unless kept), then denoises
+in batches: each clip's starting noise comes from its own seed on the CPU, so the same seed and settings give
+the same audio on the same device whatever the batch composition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from fluxbench import FluxbenchError, weights
+from fluxbench.audio import fit_length
+from fluxbench.models.base import GeneratedAudio, TextToMusicModel
+from fluxbench.models.fluxmusic.conditioner import T5ClapConditioner, TextConditioner, TextConditioning, \
+    build_conditioner
+from fluxbench.models.fluxmusic.configs import CHECKPOINT_FILES, FluxMusicConfig, get_config
+from fluxbench.models.fluxmusic.flow import get_objective
+from fluxbench.models.fluxmusic.latent import AudioLDM2Codec, LatentCodec, build_codec, codec_weight_requests
+from fluxbench.models.fluxmusic.transformer import music_ids, patchify, text_ids, unpatchify
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DURATION = 10.24
+# "paper": the paper's reported setting; "official": the released sample.py.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"steps": 50, "guidance": 3.5, "negative_prompt": ""},
+    "official": {"steps": 50, "guidance": 7.0, "negative_prompt": "low quality, gentle"},
+}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class GenerationError(FluxbenchError):
+    pass
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise GenerationError(f"unknown device {device!r}; expected cpu, cuda, cuda:N or auto") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise GenerationError(f"device {device!r} requested but CUDA is not available here")
+    return resolved
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """The denoising compute dtype; "auto" is float16 autocast on GPU (as the official sampler), float32 on CPU."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise GenerationError(f"unknown dtype {dtype!r}; expected auto or one of {list(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def item_seeds(seed: int | Sequence[int], count: int) -> list[int]:
+    """One seed per prompt: an int s gives prompt i the seed s + i; a sequence is used as given."""
+    if isinstance(seed, (int, np.integer)):
+        return [int(seed) + i for i in range(count)]
+    seeds = [int(s) for s in seed]
+    if len(seeds) != count:
+        raise GenerationError(f"got {len(seeds)} seeds for {count} prompts; give one seed or one per prompt")
+    return seeds
+
+
+class FluxMusicModel(TextToMusicModel):
+    def __init__(self, transformer: torch.nn.Module, conditioner: TextConditioner, codec: LatentCodec,
+                 objective: str = "rectified_flow", name: str = "fluxmusic",
+                 checksums: dict[str, str] | None = None, device: str | torch.device | None = None,
+                 dtype: str | torch.dtype | None = None, keep_text_encoders: bool = False,
+                 preset: str = "paper", batch_size: int = 4) -> None:
+        config: FluxMusicConfig = transformer.config
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.transformer = transformer.to(self.device).eval().requires_grad_(False)
+        self.conditioner, self.codec = conditioner, codec.to(self.device)
+        if isinstance(conditioner, torch.nn.Module):
+            conditioner.to(self.device).eval().requires_grad_(False)
+        self.objective_name, self.objective = objective, get_objective(objective)
+        self.name, self.sample_rate = name, codec.sample_rate
+        self.keep_text_encoders, self.batch_size = keep_text_encoders, int(batch_size)
+        self._checksums = dict(checksums or {})
+        self.preset = self._preset(preset)
+        if config.in_channels != 4 * codec.latent_channels:
+            raise GenerationError(f"{name}: the transformer takes {config.in_channels} values per token but the "
+                                  f"codec gives {codec.latent_channels} latent channels (x4 per 2x2 patch)")
+
+    # ---- construction -----------------------------------------------------------------------------------
+    @classmethod
+    def for_size(cls, size: str, checkpoint: str | os.PathLike | None = None,
+                 weights_dir: str | os.PathLike | None = None, t5: str = weights.DEFAULT_T5,
+                 clap: str = weights.DEFAULT_CLAP, audioldm2: str = weights.DEFAULT_AUDIOLDM2,
+                 vae: str | os.PathLike | None = None, vocoder: str | os.PathLike | None = None,
+                 use_t5: bool = True, use_clap: bool = True, device: str | torch.device | None = None,
+                 **options: Any) -> "FluxMusicModel":
+        """A released FluxMusic size with the paper's components: T5-XXL + CLAP text, AudioLDM 2 VAE + vocoder.
+
+        Every component resolves through `fluxbench.weights` (explicit path, env var, `weights_dir`, HF cache,
+        hub); when several are missing, one error lists them all. `options`: dtype, keep_text_encoders,
+        preset, batch_size.
+        """
+        size = size.removeprefix("fluxmusic-").replace("-", "_")
+        config = get_config(size)
+        device = resolve_device(device)
+        if size in CHECKPOINT_FILES:
+            checkpoint_source = weights.fluxmusic_checkpoint(size)
+        elif checkpoint is None:
+            raise GenerationError(f"FluxMusic size {size!r} has no released checkpoint; pass checkpoint=PATH "
+                                  f"(released sizes: {', '.join(CHECKPOINT_FILES)})")
+        else:
+            checkpoint_source = weights.WeightSource(f"FluxMusic-{size} checkpoint", "FLUXBENCH_FLUXMUSIC_CHECKPOINT",
+                                                     f"FluxMusic/musicflow_{size}.pt")
+        conditioner = T5ClapConditioner(t5, clap, use_t5=use_t5, use_clap=use_clap, weights_dir=weights_dir,
+                                        device=device)
+        requests = [(checkpoint_source, str(checkpoint) if checkpoint else None), *conditioner.weight_requests(),
+                    *AudioLDM2Codec.weight_requests(audioldm2, *(str(p) if p else None for p in (vae, vocoder)))]
+        paths = weights.resolve_all(requests, weights_dir)  # every missing component in one error
+        _check_widths(config, conditioner, f"fluxmusic-{size}")
+
+        from fluxbench.models.fluxmusic.checkpoint import load_transformer
+
+        transformer = load_transformer(paths[0], config)
+        codec = AudioLDM2Codec.load(audioldm2, vae, vocoder, weights_dir)
+        checksums = {"transformer": weights.checksum(paths[0]), **conditioner.checksums(),
+                     **{part: weights.checksum(path) for part, path in codec.sources.items()}}
+        return cls(transformer, conditioner, codec, name=f"fluxmusic-{size.replace('_', '-')}",
+                   checksums=checksums, device=device, **options)
+
+    @classmethod
+    def from_folder(cls, folder: str | os.PathLike, weights_dir: str | os.PathLike | None = None,
+                    use_t5: bool = True, use_clap: bool = True, device: str | torch.device | None = None,
+                    **options: Any) -> "FluxMusicModel":
+        """A trained-model folder (fluxmusic.json + transformer.safetensors [+ conditioner.safetensors])."""
+        from fluxbench.models.fluxmusic.checkpoint import SPEC_FILE, load_model_folder
+
+        folder = Path(folder)
+        if not (folder / SPEC_FILE).is_file():
+            raise GenerationError(f"{folder}: not a FluxMusic model folder (no {SPEC_FILE})")
+        spec = json.loads((folder / SPEC_FILE).read_text())
+        for field in ("conditioner", "codec"):
+            if not isinstance(spec.get(field), dict):
+                raise GenerationError(f"{folder / SPEC_FILE}: missing field {field!r} (a dict with a 'kind')")
+        device = resolve_device(device)
+        hub_options = {"use_t5": use_t5, "use_clap": use_clap, "weights_dir": weights_dir, "device": device}
+        is_hub_text = spec["conditioner"].get("kind") == T5ClapConditioner.kind
+        conditioner = build_conditioner(spec["conditioner"], folder, **(hub_options if is_hub_text else {}))
+        requests = (conditioner.weight_requests() if is_hub_text else []) + codec_weight_requests(spec["codec"], folder)
+        weights.resolve_all(requests, weights_dir)  # every missing component in one error
+        transformer, spec = load_model_folder(folder)
+        if is_hub_text:
+            _check_widths(transformer.config, conditioner, str(folder))
+        codec_options = {"weights_dir": weights_dir} if spec["codec"].get("kind") == "audioldm2" else {}
+        codec = build_codec(spec["codec"], folder, **codec_options)
+        checksums = {"model_folder": weights.checksum(folder)}
+        if is_hub_text:
+            checksums.update(conditioner.checksums())
+        checksums.update({part: weights.checksum(path) for part, path in getattr(codec, "sources", {}).items()})
+        return cls(transformer, conditioner, codec, objective=spec.get("objective", "rectified_flow"),
+                   name=spec.get("name") or folder.name, checksums=checksums, device=device, **options)
+
+    # ---- identity -----------------------------------------------------------------------------------------
+    def checksums(self) -> dict[str, str]:
+        """sha256 of every weight file or folder in use."""
+        return dict(self._checksums)
+
+    def fingerprint(self) -> str:
+        """name + a hash of the weights' checksums and the components' specs (not the sampling settings)."""
+        identity = {"name": self.name, "checksums": self._checksums, "objective": self.objective_name,
+                    "conditioner": self.conditioner.spec(), "codec": self.codec.spec(),
+                    "transformer": self.transformer.config.to_dict()}
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+        return f"{self.name}@{digest}"
+
+    # ---- settings -----------------------------------------------------------------------------------------
+    @staticmethod
+    def _preset(name: str) -> dict[str, Any]:
+        if name not in PRESETS:
+            raise GenerationError(f"unknown preset {name!r}; expected one of {list(PRESETS)}")
+        return {"preset": name, **PRESETS[name]}
+
+    def settings(self, duration: float = DEFAULT_DURATION, preset: str | None = None, steps: int | None = None,
+                 guidance: float | None = None, negative_prompt: str | None = None,
+                 solver: str | None = None) -> dict[str, Any]:
+        """Every generation setting, resolved: explicit values over the preset over the model's preset."""
+        chosen = self._preset(preset) if preset else dict(self.preset)
+        for key, value in (("steps", steps), ("guidance", guidance), ("negative_prompt", negative_prompt)):
+            if value is not None:
+                chosen[key] = value
+        chosen["solver"] = solver or self.objective.default_solver
+        if chosen["solver"] not in self.objective.solvers:
+            raise GenerationError(f"{self.objective_name} has no solver {chosen['solver']!r}; "
+                                  f"choose one of {list(self.objective.solvers)}")
+        if int(chosen["steps"]) < 1:
+            raise GenerationError(f"steps must be >= 1, got {chosen['steps']}")
+        if duration <= 0:
+            raise GenerationError(f"duration must be positive, got {duration}")
+        samples = int(round(duration * self.sample_rate))
+        return {**chosen, "steps": int(chosen["steps"]), "guidance": float(chosen["guidance"]),
+                "duration": float(duration), "samples": samples, "sample_rate": self.sample_rate,
+                "latent_shape": list(self.codec.latent_shape(samples)), "objective": self.objective_name,
+                "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch.")}
+
+    # ---- stages -------------------------------------------------------------------------------------------
+    def encode_text(self, prompts: Sequence[str], negative_prompt: str, guidance: float
+                    ) -> tuple[TextConditioning, TextConditioning | None]:
+        """Conditioning for every prompt and the (batch-of-one) negative, on the CPU; then free the encoders."""
+        with torch.inference_mode():
+            chunks = [self.conditioner.encode(list(prompts[i:i + self.batch_size]))
+                      for i in range(0, len(prompts), self.batch_size)]
+            cond = TextConditioning.cat([c.to("cpu", torch.float32) for c in chunks])
+            uncond = None if guidance == 1.0 else self.conditioner.negative(negative_prompt, 1).to("cpu", torch.float32)
+        if not self.keep_text_encoders:
+            self.conditioner.release()
+        return cond, uncond
+
+    def _autocast(self):
+        if self.dtype == torch.float32:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def denoise(self, noise_tokens: torch.Tensor, cond: TextConditioning, uncond: TextConditioning | None,
+                height: int, width: int, guidance: float, steps: int, solver: str | None = None,
+                progress: bool = False) -> torch.Tensor:
+        """Sample tokens [B, N, in_channels] from noise tokens; `uncond` is a batch of one or of B."""
+        batch = noise_tokens.shape[0]
+        device = self.device
+
+        def as_dict(text: TextConditioning) -> dict[str, torch.Tensor]:
+            text = text if len(text) == batch else text.expand(batch)
+            text = text.to(device, torch.float32)
+            return {"img_ids": music_ids(batch, height, width, device), "txt": text.txt,
+                    "txt_ids": text_ids(batch, text.txt.shape[1], device), "y": text.y}
+
+        with torch.inference_mode(), self._autocast():
+            tokens = self.objective.sample(self.transformer, noise_tokens.to(device), as_dict(cond),
+                                           as_dict(uncond) if uncond is not None else None, guidance=guidance,
+                                           steps=steps, solver=solver, progress=progress)
+        return tokens.float()
+
+    def noise(self, seeds: Sequence[int], shape: tuple[int, int, int]) -> torch.Tensor:
+        """Starting latents [B, C, H, W], one CPU generator per seed (independent of device and batching)."""
+        return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
+
+    def generate(self, prompts: Sequence[str], duration: float = DEFAULT_DURATION, seed: int | Sequence[int] = 0,
+                 preset: str | None = None, steps: int | None = None, guidance: float | None = None,
+                 negative_prompt: str | None = None, solver: str | None = None, progress: bool = False,
+                 **unknown: Any) -> GeneratedAudio:
+        if unknown:
+            raise GenerationError(f"unknown generation setting(s) {sorted(unknown)}")
+        prompts = list(prompts)
+        if not prompts or not all(isinstance(p, str) for p in prompts):
+            raise GenerationError("generate needs a non-empty list of prompt strings")
+        settings = self.settings(duration, preset, steps, guidance, negative_prompt, solver)
+        seeds = item_seeds(seed, len(prompts))
+        cond, uncond = self.encode_text(prompts, settings["negative_prompt"], settings["guidance"])
+        channels, height, width = settings["latent_shape"]
+        clips = []
+        for start in range(0, len(prompts), self.batch_size):
+            rows = slice(start, start + self.batch_size)
+            noise = patchify(self.noise(seeds[rows], (channels, height, width)))
+            tokens = self.denoise(noise, cond[rows], uncond, height, width, settings["guidance"], settings["steps"],
+                                  settings["solver"], progress)
+            with torch.inference_mode():
+                waves = self.codec.decode(unpatchify(tokens, height, width)).float().cpu().numpy()
+            clips.append(fit_length(waves, settings["samples"]))
+            log.info("%s: %d/%d clips", self.name, min(start + self.batch_size, len(prompts)), len(prompts))
+        waveforms = np.concatenate(clips).astype(np.float32)
+        if not np.isfinite(waveforms).all():
+            raise GenerationError(f"{self.name}: generation produced NaN or infinite samples "
+                                  f"(dtype {settings['dtype']}); try --dtype float32")
+        return GeneratedAudio(np.clip(waveforms, -1.0, 1.0), self.sample_rate,
+                              {**settings, "seeds": seeds, "fingerprint": self.fingerprint()})
+
+
+def _check_widths(config: FluxMusicConfig, conditioner: T5ClapConditioner, label: str) -> None:
+    """The text encoders must produce the widths the transformer was built for (read from their configs)."""
+    checks = [("T5 hidden size", conditioner.use_t5, lambda: conditioner.context_dim, config.context_in_dim,
+               "context_in_dim"),
+              ("CLAP text hidden size", conditioner.use_clap, lambda: conditioner.vector_dim, config.vec_in_dim,
+               "vec_in_dim")]
+    for what, used, width, expected, field in checks:
+        if used and width() != expected:
+            raise GenerationError(f"{label}: {what} is {width()} but the transformer's {field} is {expected}; "
+                                  f"the text encoder does not belong to this model")
