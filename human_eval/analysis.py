@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +19,8 @@ import numpy as np
 from fluxbench.human_eval.study import ASPECTS, GROUPS, SCHEMA_VERSION, Key, Study, StudyError, write_text_atomic
 
 POOLED = "all"
-RESULTS_SCHEMA = "fluxbench.human_eval.results/1"
+RESULTS_SCHEMA = "fluxbench.human_eval"
+RESULTS_SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -195,6 +195,7 @@ class Results:
     def to_json(self) -> dict:
         return {
             "schema": RESULTS_SCHEMA,
+            "schema_version": RESULTS_SCHEMA_VERSION,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "settings": self.settings,
             "estimates": [{"system": s, "group": g, "aspect": a.upper(), **asdict(e)}
@@ -304,9 +305,11 @@ def analyse_study(study_root: str | Path, database: str | None = None, **options
 
 def write_results(results: Results, out: str | Path) -> dict[str, Path]:
     """human_eval.json, table4.md and table4.csv, each written atomically."""
+    from fluxbench.results import write_json_atomic
+
     out = Path(out)
     files = {
-        "json": write_text_atomic(out / "human_eval.json", json.dumps(results.to_json(), indent=1) + "\n"),
+        "json": write_json_atomic(out / "human_eval.json", results.to_json()),
         "markdown": write_text_atomic(out / "table4.md", results.table.to_markdown()),
         "csv": write_text_atomic(out / "table4.csv", results.table.to_csv()),
     }

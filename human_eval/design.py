@@ -35,7 +35,7 @@ import numpy as np
 
 from fluxbench.audio import fit_length, integrated_loudness, read_audio, resample, to_mono, write_wav
 from fluxbench.human_eval.study import (
-    AUDIO_DIR, GROUPS, KEY_FILE, RATERS_FILE, SCHEMA_VERSION, STUDY_FILE, StudyError, write_text_atomic,
+    AUDIO_DIR, GROUPS, KEY_FILE, RATERS_FILE, SCHEMA_VERSION, STUDY_FILE, StudyError,
 )
 
 log = logging.getLogger(__name__)
@@ -394,4 +394,5 @@ def rater_link(base_url: str, token: str) -> str:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    write_text_atomic(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    # Written into the staging folder, which appears complete or not at all.
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
