@@ -32,8 +32,13 @@ class TextToMusicModel(abc.ABC):
     sample_rate: int
 
     @abc.abstractmethod
-    def generate(self, prompts: Sequence[str], duration: float = 10.24, seed: int = 0, **settings: Any) -> GeneratedAudio:
-        """Generate one clip per prompt; the same seed and settings give the same audio on the same device."""
+    def generate(self, prompts: Sequence[str], duration: float = 10.24, seed: int | Sequence[int] = 0,
+                 **settings: Any) -> GeneratedAudio:
+        """Generate one clip per prompt; the same seed and settings give the same audio on the same device.
+
+        `seed` may be one seed per prompt: clip i then depends only on (prompt i, seed i, settings), not on
+        the other prompts of the batch, which is what lets a resumed or sharded benchmark equal a plain run.
+        """
 
     @abc.abstractmethod
     def fingerprint(self) -> str:
