@@ -656,7 +656,7 @@ DEMO_OUT = "runs/demo-model"
 def demo_config(out: str = DEMO_OUT, clips: int = 512, seed: int = 0, **overrides: Any) -> TrainConfig:
     """A tiny FluxMusic on the synthetic demo corpus, sized for two CPU cores and a few minutes.
 
-    2.56 s clips; the weight-free mel codec folded 4 x 4 (16 channels x 64 x 16, so 256 music tokens); the
+    2.56 s clips; the weight-free mel codec folded 4 x 8 (32 channels x 64 x 8, so 128 music tokens); the
     vocabulary text encoder; a higher learning rate and a faster EMA than the paper's, because the run is
     hundreds of steps rather than hundreds of thousands.
     """
@@ -666,7 +666,7 @@ def demo_config(out: str = DEMO_OUT, clips: int = 512, seed: int = 0, **override
     values: dict[str, Any] = dict(
         manifest=str(corpus.write_manifest()), out=out, size="tiny",
         conditioner={"kind": "vocab", "context_dim": 48, "vector_dim": 32, "max_tokens": 32},
-        codec={"kind": "mel", "time_fold": 4, "freq_fold": 4}, duration=corpus.duration, normalize=False,
+        codec={"kind": "mel", "time_fold": 4, "freq_fold": 8}, duration=corpus.duration, normalize=False,
         steps=600, global_batch=16, micro_batch=16, lr=1e-3, warmup_steps=20, ema_decay=0.99, ema_every=1,
         save_every=100, seed=seed, sample_steps=25, guidance=3.5)
     values.update(overrides)

@@ -93,10 +93,9 @@ def _envelope(n: int, attack: float, decay_rate: float, release: float, rate: in
     return env
 
 
-def _note(instrument: str, midi: float, seconds: float, brightness: float, rng: np.random.Generator,
+def _note(instrument: str, midi: float, n: int, brightness: float, rng: np.random.Generator,
           rate: int) -> np.ndarray:
-    """One note of an instrument: partials (ratio, amplitude, decay per second) shaped by an envelope."""
-    n = max(1, int(seconds * rate))
+    """`n` samples of one note: partials (ratio, amplitude, decay per second) shaped by an envelope."""
     t = np.arange(n) / rate
     f0 = _hz(midi)
     vibrato = 0.0
@@ -179,8 +178,7 @@ def render(spec: ClipSpec, rng: np.random.Generator, duration: float = DURATION,
         for third in (0, 2, 4):
             step = degree + third
             midi = chord_root + scale[step % 7] + 12 * (step // 7)
-            chords[start:start + length] += _note(spec.chords, midi, length / sample_rate, brightness, rng,
-                                                  sample_rate)[:length]
+            chords[start:start + length] += _note(spec.chords, midi, length, brightness, rng, sample_rate)
     mix += 0.35 * chords / 3
 
     # Melody: a random walk on the scale, eighth or quarter notes, starting on a chord tone.
@@ -191,8 +189,7 @@ def render(spec: ClipSpec, rng: np.random.Generator, duration: float = DURATION,
         start = int(position * sample_rate)
         length = min(samples - start, int(length_beats * beat * sample_rate))
         midi = tonic + scale[degree % 7] + 12 * (degree // 7)
-        melody[start:start + length] += _note(spec.melody, midi, length / sample_rate, brightness, rng,
-                                              sample_rate)[:length]
+        melody[start:start + length] += _note(spec.melody, midi, length, brightness, rng, sample_rate)
         degree = int(np.clip(degree + rng.choice([-2, -1, -1, 1, 1, 2]), -3, 9))
         position += length_beats * beat
     mix += 0.6 * melody
