@@ -40,3 +40,17 @@ register(
     duration=2.56,
     download=False,
 )
+
+register("set", "musiccaps", "fluxbench.protocols.sets.musiccaps:MusicCaps",
+         "MusicCaps: 5,521 ten-second AudioSet clips with expert captions (musiccaps-public.csv)",
+         items=5521, audio="--audio-dir (or $FLUXBENCH_MUSICCAPS_AUDIO): <ytid>.wav|flac|mp3 ...",
+         captions="google/MusicCaps (hub dataset) or --captions musiccaps-public.csv")
+register("set", "song-describer", "fluxbench.protocols.sets.song_describer:SongDescriber",
+         "Song Describer: crowd-sourced captions of MTG-Jamendo recordings, valid subset",
+         items=746, audio="--audio-dir (or $FLUXBENCH_SONG_DESCRIBER_AUDIO): the dataset's audio/ tree",
+         captions="song_describer.csv (Zenodo record 10072001)")
+
+register("model", "fluxmusic-demo", "fluxbench.models.fluxmusic.demo:load_demo_model",
+         "tiny FluxMusic trained on the synthetic demo corpus (trained on first use; offline)",
+         family="fluxmusic", size="tiny", parameters=None, sample_rate=16000,
+         weights="runs/demo-model (fluxbench train --preset demo)")

@@ -1,0 +1,71 @@
+"""`fluxbench run`: benchmark a model on a set (the offline demo protocol when nothing is named)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fluxbench.runner import OFFLINE_DEFAULT
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=OFFLINE_DEFAULT["model"],
+                        help=f"registered model (`fluxbench models`); default {OFFLINE_DEFAULT['model']}")
+    parser.add_argument("--set", dest="set_name", default=OFFLINE_DEFAULT["set"],
+                        help=f"registered set (`fluxbench sets`); default {OFFLINE_DEFAULT['set']}")
+    parser.add_argument("--metrics", help="comma-separated metric keys, e.g. fad,kl_softmax,is,clap (default: all the "
+                                          "backbone offers)")
+    parser.add_argument("--backbone", default="auto",
+                        help="paper (VGGish/PANNs/CLAP, needs their weights), descriptor (weight-free, not FAD), "
+                             "or auto (descriptor for demo, paper otherwise)")
+    parser.add_argument("--limit", type=int, help="first N items of the set only")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--duration", type=float, help="seconds per clip (default: the set's, else 10.24)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    gen = parser.add_argument_group("generation (model settings; unset = the model's defaults)")
+    gen.add_argument("--steps", type=int)
+    gen.add_argument("--guidance", type=float)
+    gen.add_argument("--preset", help="e.g. paper or official for FluxMusic")
+    gen.add_argument("--solver", help="e.g. euler, heun, midpoint")
+    gen.add_argument("--negative-prompt")
+    model = parser.add_argument_group("model loading")
+    model.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
+    model.add_argument("--dtype", help="auto, float32, bfloat16, float16")
+    model.add_argument("--weights-dir", help="folder holding local copies of weights (see README)")
+    model.add_argument("--checkpoint", help="a FluxMusic checkpoint file to use instead of the hub release")
+    data = parser.add_argument_group("set data")
+    data.add_argument("--captions", help="caption file of the set (e.g. musiccaps-public.csv, song_describer.csv)")
+    data.add_argument("--audio-dir", help="folder of the set's reference audio")
+    data.add_argument("--subset", help="set subset (musiccaps: all, audioset-eval, balanced; song-describer: "
+                                       "valid, all)")
+    data.add_argument("--reference-crop", choices=["none", "start", "center"],
+                      help="crop references to the clip length (default: the set's convention)")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0: none)")
+    parser.add_argument("--out", default="runs", help="runs folder (default runs/)")
+    parser.add_argument("--name", help="run name (default <model>-<set>-seed<seed>)")
+    parser.add_argument("--shard", help="i/K: generate only every K-th batch starting at i (score with a plain run)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from fluxbench.runner import RunConfig, Runner, parse_shard, summary_table
+
+    generation = {k: v for k, v in (("steps", args.steps), ("guidance", args.guidance), ("preset", args.preset),
+                                    ("solver", args.solver), ("negative_prompt", args.negative_prompt))
+                  if v is not None}
+    model_options = {k: v for k, v in (("device", args.device), ("dtype", args.dtype),
+                                       ("weights_dir", args.weights_dir), ("checkpoint", args.checkpoint))
+                     if v is not None}
+    set_options = {k: v for k, v in (("captions", args.captions), ("audio_dir", args.audio_dir),
+                                     ("subset", args.subset)) if v is not None}
+    config = RunConfig(
+        model=args.model, set=args.set_name, metrics=args.metrics.split(",") if args.metrics else None,
+        backbone=args.backbone, limit=args.limit, seed=args.seed, duration=args.duration,
+        batch_size=args.batch_size, generation=generation, model_options=model_options, set_options=set_options,
+        reference_crop=args.reference_crop, bootstrap=args.bootstrap, out=args.out, name=args.name,
+        shard=parse_shard(args.shard) if args.shard else None, progress=not args.quiet and sys.stderr.isatty())
+    runner = Runner(config)
+    results = runner.run()
+    if results is not None:
+        print(summary_table(results))
+        print(f"\nresults: {runner.run_dir / 'results.json'}")
+    return 0

@@ -1,0 +1,288 @@
+"""The benchmark pipeline behind `fluxbench run`: generate -> embed -> score -> record.
+
+Resumable: clips go to a content-addressed store as each batch finishes (atomic writes), so a killed run
+redoes at most the batch in flight. Batches are fixed chunks of the item list and every clip has its own seed
+(derived from the run seed and the item id), so a resumed or sharded run generates exactly what a plain run
+does. Sharding: under `torchrun --nproc-per-node K` (or with `--shard i/K`) each process takes every K-th batch;
+under torchrun rank 0 waits for the others and scores; with `--shard` each process only generates and a final
+plain run (which then finds every clip) scores.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from fluxbench import FluxbenchError, __version__, registry
+from fluxbench.protocols.sets.base import EvalSet, SetItem
+from fluxbench.results import METRICS, write_json_atomic, write_results
+from fluxbench.store import ClipStore, content_key, derive_seed
+
+log = logging.getLogger(__name__)
+
+OFFLINE_DEFAULT = {"model": "fluxmusic-demo", "set": "demo"}
+
+
+@dataclass
+class RunConfig:
+    model: str = OFFLINE_DEFAULT["model"]
+    set: str = OFFLINE_DEFAULT["set"]
+    metrics: list[str] | None = None  # None: what the backbone offers
+    backbone: str = "auto"  # auto: the paper's backbones for real sets, the weight-free descriptor for demo
+    limit: int | None = None
+    seed: int = 0
+    duration: float | None = None  # None: the set's clip length, else 10.24 s
+    batch_size: int = 4
+    generation: dict[str, Any] = field(default_factory=dict)  # steps, guidance, preset, solver, ...
+    model_options: dict[str, Any] = field(default_factory=dict)  # device, dtype, weights_dir, checkpoint, ...
+    set_options: dict[str, Any] = field(default_factory=dict)  # captions, audio_dir, subset, ...
+    reference_crop: str | None = None  # none | start | center; None: the set's convention
+    bootstrap: int = 1000
+    out: str = "runs"
+    name: str | None = None
+    store: str | None = None  # clip store; default <out>/store
+    shard: tuple[int, int] | None = None  # (index, count)
+    progress: bool = True
+
+    def run_name(self) -> str:
+        if self.name:
+            return self.name
+        parts = [self.model, self.set, f"seed{self.seed}"] + ([f"n{self.limit}"] if self.limit else [])
+        return "-".join(parts)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise FluxbenchError(f"--shard {text!r}: expected i/K with 0 <= i < K, e.g. 0/4") from None
+    if not 0 <= index < count:
+        raise FluxbenchError(f"--shard {text!r}: expected i/K with 0 <= i < K")
+    return index, count
+
+
+def _distributed() -> tuple[int, int, Any]:
+    """(rank, world, torch.distributed or None) when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, None
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if _cuda() else "gloo")
+    return dist.get_rank(), dist.get_world_size(), dist
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _environment(device: str | None) -> dict[str, Any]:
+    import numpy
+    import torch
+
+    return {"fluxbench": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
+            "numpy": numpy.__version__, "platform": platform.platform(), "device": device or "auto",
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def _progress(iterable, total: int, label: str, enabled: bool):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=label, unit="batch", dynamic_ncols=True)
+
+
+class Runner:
+    def __init__(self, config: RunConfig):
+        self.config = config
+        self.run_dir = Path(config.out) / config.run_name()
+        self.store = ClipStore(config.store or Path(config.out) / "store")
+        self.rank, self.world, self.dist = _distributed()
+        if config.shard and self.world > 1:
+            raise FluxbenchError("--shard cannot be combined with torchrun; use one or the other")
+        self.shard = config.shard or (self.rank, self.world)
+
+    # ---- inputs ---------------------------------------------------------------------------------------------
+    def load_set(self) -> tuple[EvalSet, list[SetItem]]:
+        eval_set = registry.get("set", self.config.set).create(**self.config.set_options)
+        items = list(eval_set.items())
+        if self.config.limit:
+            items = items[: self.config.limit]
+        if len(items) < 2:
+            raise FluxbenchError(f"set {self.config.set!r} yields {len(items)} item(s); metrics need at least 2")
+        ids = [item.id for item in items]
+        if len(set(ids)) != len(ids):
+            raise FluxbenchError(f"set {self.config.set!r} has duplicate item ids")
+        return eval_set, items
+
+    def load_model(self):
+        entry = registry.get("model", self.config.model)
+        options = dict(self.config.model_options)
+        if entry.name == "fluxmusic-demo":
+            options.setdefault("progress", self.config.progress)
+        if entry.facts.get("family") == "fluxmusic":
+            # The runner generates batch by batch (to store each as it finishes): keep the text encoders
+            # loaded between batches instead of reloading them every time.
+            options.setdefault("keep_text_encoders", True)
+            options.setdefault("batch_size", self.config.batch_size)
+        return entry, entry.create(**options)
+
+    def duration(self, eval_set: EvalSet) -> float:
+        if self.config.duration:
+            return float(self.config.duration)
+        return float(getattr(eval_set, "duration", 10.24))
+
+    # ---- generation ---------------------------------------------------------------------------------------
+    def clip_identity(self, model, settings: dict[str, Any], item: SetItem, duration: float) -> dict[str, Any]:
+        return {"model": model.fingerprint(), "prompt": item.caption, "seed": derive_seed(self.config.seed, item.id),
+                "duration": duration, "settings": settings, "batch_size": self.config.batch_size}
+
+    def generate(self, model, items: list[SetItem], duration: float, settings: dict[str, Any]) -> dict[str, str]:
+        """Make sure every item of this process's batches has a stored clip; returns item id -> clip key."""
+        size = self.config.batch_size
+        batches = [items[i:i + size] for i in range(0, len(items), size)]
+        index, count = self.shard
+        keys = {item.id: content_key(self.clip_identity(model, settings, item, duration)) for item in items}
+        mine = [b for n, b in enumerate(batches) if n % count == index]
+        todo = [b for b in mine if not all(self.store.has(keys[item.id]) for item in b)]
+        if len(todo) < len(mine):
+            log.info("resuming: %d of %d batches already generated", len(mine) - len(todo), len(mine))
+        for batch in _progress(todo, len(todo), "generate", self.config.progress):
+            seeds = [derive_seed(self.config.seed, item.id) for item in batch]
+            audio = model.generate([item.caption for item in batch], duration=duration, seed=seeds,
+                                   **self.config.generation)
+            for row, item in enumerate(batch):
+                self.store.put(keys[item.id], audio.waveforms[row], audio.sample_rate,
+                               self.clip_identity(model, settings, item, duration))
+        return keys
+
+    def resolved_settings(self, model, duration: float) -> dict[str, Any]:
+        settings = dict(self.config.generation)
+        if hasattr(model, "settings"):  # FluxMusic resolves presets into explicit values
+            resolved = model.settings(duration=duration, **settings)
+            resolved.pop("duration", None)
+            return resolved
+        return settings
+
+    # ---- references -----------------------------------------------------------------------------------------
+    def prepare_references(self, eval_set: EvalSet, items: list[SetItem], duration: float) -> tuple[Path, list[str]]:
+        """Place each available reference at reference/<id>.<ext>; returns the folder and the missing ids."""
+        from fluxbench.audio import fit_length, read_audio, write_wav
+
+        folder = self.run_dir / "reference"
+        folder.mkdir(parents=True, exist_ok=True)
+        crop = self.config.reference_crop or getattr(eval_set, "reference_crop", "none")
+        if crop not in ("none", "start", "center"):
+            raise FluxbenchError(f"--reference-crop {crop!r}: expected none, start or center")
+        missing = []
+        for item in items:
+            if item.reference is None or not Path(item.reference).is_file():
+                missing.append(item.id)
+                continue
+            source = Path(item.reference)
+            if crop == "none":
+                target = folder / f"{item.id}{source.suffix.lower()}"
+                if not target.exists():
+                    os.symlink(source.resolve(), target)
+                continue
+            target = folder / f"{item.id}.wav"
+            if target.exists():
+                continue
+            audio, rate = read_audio(source)
+            samples = int(round(duration * rate))
+            start = 0 if crop == "start" else max(0, (audio.shape[-1] - samples) // 2)
+            write_wav(target, fit_length(audio[:, start:], samples), rate)
+        return folder, missing
+
+    def export_generated(self, keys: dict[str, str], items: list[SetItem]) -> Path:
+        folder = self.run_dir / "generated"
+        for item in items:
+            self.store.export(keys[item.id], folder / f"{item.id}.wav")
+        return folder
+
+    # ---- the whole run --------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any] | None:
+        started = time.perf_counter()
+        eval_set, items = self.load_set()
+        entry, model = self.load_model()
+        duration = self.duration(eval_set)
+        settings = self.resolved_settings(model, duration)
+        if self.rank == 0:
+            write_json_atomic(self.run_dir / "run.json", {"config": asdict(self.config), "settings": settings})
+        keys = self.generate(model, items, duration, settings)
+        generated_s = time.perf_counter() - started
+        if self.dist is not None:
+            self.dist.barrier()
+        if self.rank != 0:
+            return None
+        if self.config.shard and not all(self.store.has(k) for k in keys.values()):
+            done = sum(self.store.has(k) for k in keys.values())
+            log.info("shard %d/%d done; %d of %d clips exist: run without --shard to score once all are done",
+                     *self.shard, done, len(keys))
+            return None
+
+        generated_dir = self.export_generated(keys, items)
+        reference_dir, missing = self.prepare_references(eval_set, items, duration)
+        scored = [item for item in items if item.id not in missing]
+        if len(scored) < 2:
+            raise FluxbenchError(f"only {len(scored)} of {len(items)} items have reference audio; metrics need "
+                                 f"at least 2 (missing e.g. {', '.join(missing[:3])}); point --audio-dir at the "
+                                 f"set's audio")
+        score_started = time.perf_counter()
+        scores = self.score(generated_dir, reference_dir, scored, eval_set)
+        results = {
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "model": {"name": entry.name, "family": entry.facts.get("family"),
+                      "parameters": entry.facts.get("parameters"), "fingerprint": model.fingerprint(),
+                      "weights": model.checksums() if hasattr(model, "checksums") else {}},
+            "set": {"name": eval_set.name, "items": len(items), "scored_items": len(scored),
+                    "missing_references": missing, "limit": self.config.limit},
+            "settings": {"seed": self.config.seed, "duration": duration, "batch_size": self.config.batch_size,
+                         **settings},
+            "metrics": scores["metrics"],
+            "per_clip": scores.get("per_clip", {}),
+            "scoring": {k: v for k, v in scores.items() if k not in ("metrics", "per_clip")},
+            "environment": _environment(self.config.model_options.get("device")),
+            "timing": {"generate_s": round(generated_s, 3), "score_s": round(time.perf_counter() - score_started, 3)},
+        }
+        write_results(self.run_dir / "results.json", results)
+        return results
+
+    def score(self, generated_dir: Path, reference_dir: Path, items: list[SetItem], eval_set: EvalSet) -> dict:
+        from fluxbench.protocols.metrics.scoring import score_folders
+
+        backbone = self.config.backbone
+        if backbone == "auto":
+            backbone = "descriptor" if eval_set.name == "demo" else "paper"
+        captions = {item.id: item.caption for item in items}
+        return score_folders(generated_dir, reference_dir, metrics=self.config.metrics, backbone=backbone,
+                             captions=captions, ids=[item.id for item in items], bootstrap=self.config.bootstrap,
+                             seed=self.config.seed, cache_dir=Path(self.config.out) / "cache",
+                             progress=self.config.progress)
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    """A Markdown table of the set-level metrics (value, 95% CI) for stdout."""
+    lines = [f"**{results['model']['name']}** on **{results['set']['name']}** "
+             f"({results['set']['scored_items']}/{results['set']['items']} items scored)", "",
+             "| metric | value | 95% CI | n |", "|---|---|---|---|"]
+    for key, metric in results["metrics"].items():
+        label = METRICS[key].label if key in METRICS else key
+        ci = metric.get("ci95")
+        ci_text = f"[{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "-"
+        lines.append(f"| {label} | {metric['value']:.4g} | {ci_text} | {metric.get('n', '-')} |")
+    if results["set"]["missing_references"]:
+        lines += ["", f"missing reference audio: {len(results['set']['missing_references'])} items "
+                      f"(listed in results.json)"]
+    return "\n".join(lines)

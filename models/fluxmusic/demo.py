@@ -1,0 +1,37 @@
+"""The offline demo model: a tiny FluxMusic trained on the synthetic demo corpus, trained on first use."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+DEMO_MODEL_ENV = "FLUXBENCH_DEMO_MODEL"
+
+
+def demo_model_folder() -> Path:
+    from fluxbench.models.fluxmusic.train import DEMO_OUT
+
+    return Path(os.environ.get(DEMO_MODEL_ENV, DEMO_OUT))
+
+
+def load_demo_model(folder: str | os.PathLike | None = None, train_if_missing: bool = True,
+                    progress: bool = True, device: str | None = None, **options: Any):
+    """The trained demo model folder as a FluxMusicModel; trains it (a few CPU minutes) when absent."""
+    from fluxbench import FluxbenchError
+    from fluxbench.models.fluxmusic.checkpoint import SPEC_FILE
+    from fluxbench.models.fluxmusic.pipeline import FluxMusicModel
+
+    folder = Path(folder) if folder else demo_model_folder()
+    if not (folder / SPEC_FILE).is_file():
+        if not train_if_missing:
+            raise FluxbenchError(f"no demo model at {folder}; run `fluxbench train --preset demo` first")
+        from fluxbench.models.fluxmusic.train import demo_config, train
+
+        logging.getLogger(__name__).info("no demo model at %s yet: training one on the demo corpus (CPU, minutes)",
+                                         folder)
+        train(demo_config(out=str(folder)), device_choice=device or "auto", progress=progress)
+    model = FluxMusicModel.from_folder(folder, device=device, **options)
+    model.name = "fluxmusic-demo"
+    return model
