@@ -76,12 +76,15 @@ class Responses:
                        "pool_size": 8, "max_overflow": 56, "pool_timeout": 120}
         try:
             self.engine = sa.create_engine(engine_url, **options)
-        except Exception as error:  # missing driver, bad options: one line for the user
+        except ModuleNotFoundError as error:
+            raise StorageError(f"cannot open database {engine_url.render_as_string()}: its driver is not installed "
+                               f"({error}); e.g. pip install 'psycopg[binary]' for postgresql+psycopg://") from None
+        except Exception as error:  # bad options: one line for the user
             raise StorageError(f"cannot open database {engine_url.render_as_string()}: {error}") from None
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
 
-        metadata = sa.MetaData()
+        self.metadata = metadata = sa.MetaData()
         self.raters = sa.Table(
             "raters", metadata,
             sa.Column("token", sa.String(64), primary_key=True),
@@ -119,9 +122,10 @@ class Responses:
                "registered_at": _now()}
         statement = self._insert(self.raters).values(**row)
         if self.dialect in ("sqlite", "postgresql"):
+            # RETURNING tells whether this call inserted the row (rowcount is not reliable across drivers).
+            statement = statement.on_conflict_do_nothing(index_elements=["token"]).returning(self.raters.c.token)
             with self.engine.begin() as connection:
-                result = connection.execute(statement.on_conflict_do_nothing(index_elements=["token"]))
-            return result.rowcount == 1
+                return connection.execute(statement).first() is not None
         try:
             with self.engine.begin() as connection:
                 connection.execute(statement)

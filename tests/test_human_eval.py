@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -142,8 +143,30 @@ def test_design_errors_are_one_line(tmp_path):
 
 # -- storage ----------------------------------------------------------------------------------------------------
 
-def test_storage_upsert_validation_and_wal(tmp_path):
-    responses = Responses(f"sqlite:///{tmp_path / 'r.sqlite'}")
+# A server database is exercised when one is provided, e.g.
+# FLUXBENCH_TEST_POSTGRES_URL=postgresql+psycopg://postgres@/postgres?host=/tmp&port=55432 (tables are dropped).
+POSTGRES_ENV = "FLUXBENCH_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'r.sqlite'}"
+        return
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"set {POSTGRES_ENV} to test against a PostgreSQL server")
+    responses = Responses(url)
+    responses.metadata.drop_all(responses.engine)
+    responses.close()
+    yield url
+    responses = Responses(url)
+    responses.metadata.drop_all(responses.engine)
+    responses.close()
+
+
+def test_storage_upsert_and_validation(database):
+    responses = Responses(database)
     assert responses.register_rater("tok", "expert", {"training": "None"})
     assert not responses.register_rater("tok", "beginner", {})  # the first registration stands
     assert responses.rater("tok").group == "expert"
@@ -156,8 +179,14 @@ def test_storage_upsert_validation_and_wal(tmp_path):
             responses.save_rating("tok", "clip", bad, 3)
     with pytest.raises(StorageError, match="not registered"):
         responses.save_rating("stranger", "clip", 3, 3)
+    responses.close()
+
+
+def test_sqlite_wal_and_url_errors(tmp_path):
+    responses = Responses(f"sqlite:///{tmp_path / 'r.sqlite'}")
     with responses.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     with pytest.raises(StorageError, match="not an SQLAlchemy URL"):
         Responses("no-such-scheme")
     with pytest.raises(StorageError, match="does not exist"):
@@ -165,9 +194,9 @@ def test_storage_upsert_validation_and_wal(tmp_path):
 
 
 @pytest.mark.slow
-def test_concurrent_raters_lose_and_duplicate_nothing(tmp_path):
-    """50 rater threads x 100 ratings, each also revising every tenth rating, against one SQLite file."""
-    responses = Responses(f"sqlite:///{tmp_path / 'r.sqlite'}")
+def test_concurrent_raters_lose_and_duplicate_nothing(database):
+    """50 rater threads x 100 ratings, each also revising every tenth rating, against one database."""
+    responses = Responses(database)
     errors: list[str] = []
     start = threading.Barrier(50)
 
@@ -190,7 +219,10 @@ def test_concurrent_raters_lose_and_duplicate_nothing(tmp_path):
         thread.join()
     assert errors == []
     # A fresh connection sees every write exactly once, with the last value.
-    rows = Responses(f"sqlite:///{tmp_path / 'r.sqlite'}").all_ratings()
+    responses.close()
+    reader = Responses(database)
+    rows = reader.all_ratings()
+    reader.close()
     assert len(rows) == 5000
     assert len({(r.token, r.clip_id) for r in rows}) == 5000
     for row in rows:
