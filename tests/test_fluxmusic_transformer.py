@@ -137,3 +137,16 @@ def test_bad_config_is_one_line_error():
         FluxMusicConfig(hidden_size=64, num_heads=4, axes_dim=[4, 4, 4])
     with pytest.raises(FluxbenchError, match="unknown field"):
         FluxMusicConfig.from_dict({"hidden": 64})
+
+
+def test_backward_reaches_every_parameter():
+    """Training needs gradients through every path (an in-place op on a saved tensor would break this)."""
+    config = SIZES["tiny"]
+    model = FluxMusicTransformer(config)
+    batch, height, width, n_text = 2, 8, 4, 3
+    out = model(torch.randn(batch, 8, config.in_channels), music_ids(batch, height, width),
+                torch.randn(batch, n_text, config.context_in_dim), text_ids(batch, n_text), torch.rand(batch),
+                torch.randn(batch, config.vec_in_dim))
+    out.square().mean().backward()
+    without = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert without == []

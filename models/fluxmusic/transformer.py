@@ -97,8 +97,8 @@ def _rms_normalize(x: Tensor) -> Tensor:
     """x / rms(x) over the last axis, computed in float32 (the scale is applied by the caller)."""
     x32 = x.float()
     # mean of squares from one norm reduction (a pass less than square-then-mean)
-    mean_square = torch.linalg.vector_norm(x32, dim=-1, keepdim=True).square_().div_(x.shape[-1])
-    return (x32 * torch.rsqrt(mean_square.add_(1e-6))).to(x.dtype)
+    mean_square = torch.linalg.vector_norm(x32, dim=-1, keepdim=True).square() / x.shape[-1]
+    return (x32 * torch.rsqrt(mean_square + 1e-6)).to(x.dtype)
 
 
 class RMSNorm(nn.Module):
