@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -188,7 +189,7 @@ class RatingTable:
 class Results:
     table: RatingTable
     estimates: dict[tuple[str, str, str], Estimate]  # includes the pooled group "all"
-    agreement: dict[str, dict[str, dict[str, float]]]  # group -> aspect -> level -> alpha
+    agreement: dict[str, dict]  # group -> {"clips_rated_twice": n, aspect: {level: alpha}}
     raters: list[RaterScreen]
     settings: dict
 
@@ -201,7 +202,8 @@ class Results:
             "estimates": [{"system": s, "group": g, "aspect": a.upper(), **asdict(e)}
                           for (s, g, a), e in self.estimates.items()],
             # JSON has no NaN: undefined agreement (no variation at all) is written as null.
-            "agreement": {g: {a: {lvl: (None if np.isnan(v) else v) for lvl, v in levels.items()}
+            "agreement": {g: {a: levels if not isinstance(levels, dict) else
+                              {lvl: (None if np.isnan(v) else v) for lvl, v in levels.items()}
                               for a, levels in aspects.items()} for g, aspects in self.agreement.items()},
             "raters": [asdict(r) for r in self.raters],
         }
@@ -237,7 +239,7 @@ def analyse(study: Study, key: Key, rater_groups: dict[str, str],
 
     groups = [g for g in GROUPS if any(o.group == g for o in observations)]
     estimates: dict[tuple[str, str, str], Estimate] = {}
-    agreement: dict[str, dict[str, dict[str, float]]] = {}
+    agreement: dict[str, dict] = {}
     for group in groups + [POOLED]:
         subset = [o for o in observations if group == POOLED or o.group == group]
         tokens = sorted({o.token for o in subset})
@@ -258,7 +260,8 @@ def analyse(study: Study, key: Key, rater_groups: dict[str, str],
                                                             len(set(p_index)))
         units = sorted({(o.system, o.prompt_id) for o in subset})
         unit_at = {u: i for i, u in enumerate(units)}
-        agreement[group] = {}
+        rated_twice = sum(n >= 2 for n in Counter((o.system, o.prompt_id) for o in subset).values())
+        agreement[group] = {"clips_rated_twice": rated_twice}
         for aspect in ASPECTS:
             matrix = np.full((len(tokens), len(units)), np.nan)
             for o in subset:
@@ -272,20 +275,24 @@ def analyse(study: Study, key: Key, rater_groups: dict[str, str],
         "Raters per group: " + ", ".join(
             f"{g} {len({o.token for o in observations if o.group == g})}" for g in groups) +
         f"; {len(excluded)} excluded for failing more than {max_failed_checks} attention check(s).",
-        "Krippendorff's alpha (interval): " + "; ".join(
-            f"{g} OVL {_format_alpha(agreement[g]['ovl']['interval'])}, "
-            f"REL {_format_alpha(agreement[g]['rel']['interval'])}" for g in groups) + ".",
+        "Krippendorff's alpha (interval): " + "; ".join(_format_agreement(g, agreement[g]) for g in groups) + ".",
     ]
     table = RatingTable("Human evaluation (OVL: overall quality, REL: relevance to the caption)",
-                        list(key.systems), groups,
+                        list(key.systems), list(GROUPS),
                         {k: v for k, v in estimates.items() if k[1] != POOLED}, notes)
     settings = {"resamples": resamples, "seed": seed, "level": level, "max_failed_checks": max_failed_checks,
                 "study": str(study.root), "study_schema_version": SCHEMA_VERSION}
     return Results(table, estimates, agreement, screens, settings)
 
 
-def _format_alpha(alpha: float) -> str:
-    return "undefined (no variation)" if np.isnan(alpha) else f"{alpha:.2f}"
+def _format_agreement(group: str, agreement: dict) -> str:
+    if agreement["clips_rated_twice"] == 0:
+        return f"{group} undefined (no clip rated by two raters)"
+    alphas = []
+    for aspect in ASPECTS:
+        alpha = agreement[aspect]["interval"]
+        alphas.append(f"{aspect.upper()} " + ("undefined (no variation)" if np.isnan(alpha) else f"{alpha:.2f}"))
+    return f"{group} " + ", ".join(alphas) + f" over {agreement['clips_rated_twice']} clips rated twice or more"
 
 
 def analyse_study(study_root: str | Path, database: str | None = None, **options) -> Results:

@@ -97,6 +97,25 @@ def test_assignment_is_balanced_and_counterbalanced(tmp_path, raters, per_prompt
     assert len(set(orders)) > 1  # randomised per rater
 
 
+def test_design_options_subset_format_and_own_attention_clip(tmp_path):
+    bad = tmp_path / "bad.wav"
+    sf.write(str(bad), np.random.default_rng(0).uniform(-0.9, 0.9, 48000), 48000)
+    study = make_study(tmp_path, raters={None: 2}, attention_checks=1, prompts=2, duration=0.75, sample_rate=8000,
+                       attention_clips=[bad], loudness_lufs=None)
+    key = json.loads((study / "key.json").read_text())
+    assert len({c["prompt_id"] for c in key["clips"] if not c["attention_check"]}) == 2
+    check = next(c for c in key["clips"] if c["attention_check"])
+    assert check["source"] == str(bad)
+    for clip in key["clips"]:
+        info = sf.info(str(study / "audio" / f"{clip['clip_id']}.wav"))
+        assert (info.samplerate, info.frames) == (8000, 6000)
+        assert clip["gain_db"] == 0.0  # levels kept
+    # The quiet system stays quiet when loudness normalisation is off: its peak is its own 0.02.
+    quiet = next(c for c in key["clips"] if c["system"] == "zqbetasys")
+    wave, _ = read_audio(study / "audio" / f"{quiet['clip_id']}.wav")
+    assert np.abs(wave).max() == pytest.approx(0.02, abs=2e-3)
+
+
 def test_assign_prompts_many_prompts():
     rng = np.random.default_rng(3)
     prompts = [f"p{i}" for i in range(53)]
@@ -319,6 +338,16 @@ def test_attention_check_failures_exclude_raters():
     assert "1 excluded" in strict.table.to_markdown()
     lenient = analyse(study, key, groups, stored, resamples=200, max_failed_checks=1)
     assert lenient.estimates["A", "expert", "ovl"].mean == 3  # attention checks never enter the means
+
+
+def test_table_keeps_both_groups_and_explains_missing_agreement():
+    ratings = {"e1": {("A", "p1"): (4, 4)}, "e2": {("A", "p2"): (2, 2)}}
+    groups = {"e1": "expert", "e2": "expert"}
+    study, key, stored = tiny_study(ratings, groups)
+    results = analyse(study, key, groups, stored, resamples=200)
+    assert results.table.rows(with_ci=False) == [["A", "-", "-", "3.00", "3.00"]]
+    assert results.agreement["expert"]["clips_rated_twice"] == 0
+    assert "expert undefined (no clip rated by two raters)" in results.table.to_markdown()
 
 
 def test_krippendorff_alpha_published_example():
