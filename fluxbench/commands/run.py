@@ -10,7 +10,8 @@ from fluxbench.runner import OFFLINE_DEFAULT
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=OFFLINE_DEFAULT["model"],
-                        help=f"registered model (`fluxbench models`); default {OFFLINE_DEFAULT['model']}")
+                        help="registered model (`fluxbench models`) or a trained-model folder; "
+                             f"default {OFFLINE_DEFAULT['model']}")
     parser.add_argument("--set", dest="set_name", default=OFFLINE_DEFAULT["set"],
                         help=f"registered set (`fluxbench sets`); default {OFFLINE_DEFAULT['set']}")
     parser.add_argument("--metrics", help="comma-separated metric keys, e.g. fad,kl_softmax,is,clap (default: all the "
