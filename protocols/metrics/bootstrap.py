@@ -1,0 +1,127 @@
+"""Bootstrap confidence intervals and FAD-inf, seeded so that a rerun gives the same numbers.
+
+Resampling is by clip: for frame-level embeddings (VGGish FAD) the frames of a drawn clip travel together,
+because frames of one clip are not independent. Frechet replicates resample the generated and the reference
+set independently; paired metrics (KL, CLAP) resample pairs; IS resamples generated clips and keeps the
+split/shuffle convention. Every metric draws from its own stream (seed, metric name), so adding a metric never
+changes another metric's interval. Intervals are percentile intervals of the replicates.
+"""
+
+from __future__ import annotations
+
+import warnings
+import zlib
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+
+from fluxbench.protocols.metrics.frechet import (GaussianStats, UnreliableEstimateWarning,
+                                                 frechet_distance_weighted, frechet_to_reference)
+from fluxbench.protocols.metrics.inception import inception_score
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float
+    high: float
+    std: float
+    replicates: int
+    level: float = 0.95
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FrechetInf:
+    """FD extrapolated to infinitely many generated rows: fit FD(n) = value + slope / n by least squares."""
+
+    value: float
+    slope: float
+    r2: float
+    sizes: list[int]
+    distances: list[float]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def rng_for(seed: int, label: str) -> np.random.Generator:
+    return np.random.default_rng([int(seed), zlib.crc32(label.encode())])
+
+
+def percentile_interval(replicates, level: float = 0.95) -> Interval:
+    values = np.asarray(replicates, dtype=np.float64)
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(values, [tail, 100.0 - tail])
+    return Interval(float(low), float(high), float(values.std(ddof=1)) if values.size > 1 else 0.0,
+                    int(values.size), level)
+
+
+def clip_counts(clips: int, rng: np.random.Generator) -> np.ndarray:
+    """How often each of `clips` items is drawn in one resample with replacement."""
+    return np.bincount(rng.integers(0, clips, clips), minlength=clips).astype(np.float64)
+
+
+def bootstrap_frechet(gen: np.ndarray, ref: np.ndarray, replicates: int, rng: np.random.Generator,
+                      gen_clip_of_row: np.ndarray | None = None,
+                      ref_clip_of_row: np.ndarray | None = None) -> Interval:
+    """Interval of the Frechet distance; `*_clip_of_row` maps rows (frames) to clips, default one row each."""
+
+    def one() -> float:
+        return frechet_distance_weighted(gen, _row_weights(gen, gen_clip_of_row, rng), ref,
+                                         _row_weights(ref, ref_clip_of_row, rng), warn=False)
+
+    return _replicate(one, replicates)
+
+
+def bootstrap_mean(per_item, replicates: int, rng: np.random.Generator) -> Interval:
+    """Interval of a mean over items (per-pair KL, per-pair CLAP cosine)."""
+    values = np.asarray(per_item, dtype=np.float64)
+    return _replicate(lambda: float(clip_counts(values.size, rng) @ values / values.size), replicates)
+
+
+def bootstrap_inception(logits: np.ndarray, replicates: int, rng: np.random.Generator, splits: int = 10,
+                        shuffle: bool = True, seed: int = 2020) -> Interval:
+    """Interval of the Inception Score mean over resampled generated clips."""
+    rows = np.asarray(logits, dtype=np.float64)
+    return _replicate(lambda: inception_score(rows[rng.integers(0, len(rows), len(rows))], splits, shuffle, seed)[0],
+                      replicates)
+
+
+def frechet_inf(gen: np.ndarray, reference: GaussianStats, rng: np.random.Generator, points: int = 25,
+                min_size: int | None = None) -> FrechetInf:
+    """FAD-inf: FD of `points` resamples of n generated rows (n from min_size to N) against fixed reference
+    statistics, extrapolated to n -> infinity (fadtk's method; here seeded)."""
+    count = gen.shape[0]
+    low = min(500, count // 2) if min_size is None else min_size
+    sizes = np.unique(np.linspace(max(low, 2), count, points).astype(int))
+    if sizes.size < 2:
+        raise ValueError(f"FAD-inf needs at least 2 distinct sample sizes; {count} rows give {sizes.tolist()}")
+    distances = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnreliableEstimateWarning)
+        for size in sizes:
+            weights = np.bincount(rng.integers(0, count, size), minlength=count).astype(np.float64)
+            distances.append(frechet_to_reference(gen, weights, reference, warn=False))
+    design = np.stack([np.ones(sizes.size), 1.0 / sizes], axis=1)
+    (value, slope), *_ = np.linalg.lstsq(design, np.asarray(distances), rcond=None)
+    fitted = design @ np.array([value, slope])
+    spread = np.sum((np.asarray(distances) - np.mean(distances)) ** 2)
+    r2 = 1.0 - np.sum((np.asarray(distances) - fitted) ** 2) / spread if spread > 0 else 1.0
+    return FrechetInf(float(value), float(slope), float(r2), sizes.tolist(), [float(x) for x in distances])
+
+
+def _row_weights(rows: np.ndarray, clip_of_row: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+    if clip_of_row is None:
+        return clip_counts(rows.shape[0], rng)
+    return clip_counts(int(clip_of_row.max()) + 1, rng)[clip_of_row]
+
+
+def _replicate(draw: Callable[[], float], replicates: int) -> Interval:
+    if replicates < 2:
+        raise ValueError(f"a bootstrap interval needs at least 2 replicates, got {replicates}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnreliableEstimateWarning)
+        return percentile_interval([draw() for _ in range(replicates)])

@@ -1,0 +1,219 @@
+"""Frechet distance between Gaussians fitted to two embedding sets (FAD on VGGish frames, FD on PANNs clips).
+
+    d^2 = |mu1 - mu2|^2 + tr S1 + tr S2 - 2 tr sqrt(S1 S2)
+
+Conventions of audioldm_eval (the pytorch-fid formula every audio library shares): row means, unbiased
+covariances (N - 1), no regulariser, no clamp at zero, so identical sets can give about -1e-7.
+
+The reference library takes tr sqrt(S1 S2) from scipy's `sqrtm` of the non-symmetric product. The eigenvalues
+of S1 S2 are those of a symmetric positive semi-definite matrix, so we sum their square roots instead, in
+float64 with torch's LAPACK:
+- both covariances positive definite (the usual N > d case): S_i = L_i L_i^T (Cholesky), A = L2^T L1, and the
+  eigenvalues of S1 S2 are those of A^T A;
+- one of them singular (dead ReLU units, duplicated rows): L^T S_other L with the factor that exists;
+- data on hand and fewer rows than dimensions on one side: S = Z^T Z with Z the scaled centred rows, and the
+  eigenvalues are those of the small Gram matrix Z S_other Z^T (exact; the rank-deficient case where sqrtm
+  loses about 1e-8 relative);
+- otherwise an eigendecomposition of S1, negative round-off eigenvalues clipped at 0.
+`method="sqrtm"` reproduces the reference computation (scipy) for audits.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from fluxbench import FluxbenchError
+
+METHODS = ("auto", "sqrtm")
+
+
+class FrechetInputError(FluxbenchError):
+    pass
+
+
+class UnreliableEstimateWarning(UserWarning):
+    """The covariance estimate is rank-deficient (fewer rows than dimensions): FD is biased and noisy."""
+
+
+@dataclass(frozen=True)
+class GaussianStats:
+    """Mean (d,), unbiased covariance (d, d) and the number of rows (or total weight) behind them."""
+
+    mean: np.ndarray
+    cov: np.ndarray
+    count: float
+
+    @classmethod
+    def of(cls, embeddings: np.ndarray, weights: np.ndarray | None = None, name: str = "embeddings") -> GaussianStats:
+        """Statistics of the rows; `weights` (non-negative row multiplicities) serve the bootstrap."""
+        rows = as_embeddings(embeddings, name)
+        centred, count = _centred(rows, weights)
+        scaled = centred if weights is None else centred * np.sqrt(weights)[:, None]
+        return cls(rows.mean(axis=0) if weights is None else weights @ rows / count,
+                   _gram_t(scaled) / (count - 1), count)
+
+
+def as_embeddings(embeddings, name: str = "embeddings", min_rows: int = 2) -> np.ndarray:
+    """Validate an (N, d) array of finite numbers with N >= min_rows and return it as float64."""
+    array = np.asarray(embeddings)
+    if array.ndim != 2:
+        raise FrechetInputError(f"{name}: expected a 2-D (rows, dims) array, got shape {array.shape}")
+    if array.shape[0] < min_rows:
+        raise FrechetInputError(f"{name}: {array.shape[0]} row(s); the covariance needs at least {min_rows}")
+    array = array.astype(np.float64, copy=False)
+    if not np.isfinite(array).all():
+        raise FrechetInputError(f"{name}: contains NaN or infinite values")
+    return array
+
+
+def frechet_distance(emb_a, emb_b, method: str = "auto") -> float:
+    """Frechet distance between the Gaussians fitted to two (N, d) embedding arrays."""
+    a = as_embeddings(emb_a, "first embedding set")
+    b = as_embeddings(emb_b, "second embedding set")
+    if a.shape[1] != b.shape[1]:
+        raise FrechetInputError(f"embedding sets differ in dimension: {a.shape[1]} vs {b.shape[1]}")
+    return frechet_distance_weighted(a, None, b, None, method)
+
+
+def frechet_distance_weighted(a: np.ndarray, weights_a: np.ndarray | None, b: np.ndarray,
+                              weights_b: np.ndarray | None, method: str = "auto", warn: bool = True) -> float:
+    """Frechet distance with optional row multiplicities (a bootstrap resample without copying rows)."""
+    return _frechet(a, weights_a, GaussianStats.of(a, weights_a), b, weights_b, GaussianStats.of(b, weights_b),
+                    method, warn)
+
+
+def frechet_to_reference(rows: np.ndarray, weights: np.ndarray | None, reference: GaussianStats,
+                         method: str = "auto", warn: bool = True) -> float:
+    """Frechet distance of (weighted) rows against fixed reference statistics (per-clip FAD, FAD-inf)."""
+    return _frechet(rows, weights, GaussianStats.of(rows, weights), None, None, reference, method, warn)
+
+
+def frechet_distance_from_stats(stats_a: GaussianStats, stats_b: GaussianStats, method: str = "auto") -> float:
+    """Frechet distance from precomputed statistics (e.g. a shipped reference mean/covariance)."""
+    return _frechet(None, None, stats_a, None, None, stats_b, method, True)
+
+
+def _frechet(rows_a, weights_a, stats_a: GaussianStats, rows_b, weights_b, stats_b: GaussianStats,
+             method: str, warn: bool) -> float:
+    if stats_a.mean.shape != stats_b.mean.shape or stats_a.cov.shape != stats_b.cov.shape:
+        raise FrechetInputError(
+            f"statistics differ in dimension: {stats_a.mean.shape[0]} vs {stats_b.mean.shape[0]}")
+    for label, stats in (("first", stats_a), ("second", stats_b)):
+        if not (np.isfinite(stats.mean).all() and np.isfinite(stats.cov).all()):
+            raise FrechetInputError(f"{label} statistics contain NaN or infinite values")
+    if method not in METHODS:
+        raise FrechetInputError(f"unknown Frechet method {method!r}; expected one of {METHODS}")
+    dim = stats_a.mean.shape[0]
+    rows = [_distinct_rows(rows_a, weights_a, stats_a), _distinct_rows(rows_b, weights_b, stats_b)]
+    if warn and min(rows) - 1 < dim:
+        _warn_rank_deficient(int(min(rows)), dim)
+    if method == "sqrtm":
+        return reference_frechet_distance(stats_a.mean, stats_a.cov, stats_b.mean, stats_b.cov)
+    small = min((side for side in (0, 1) if (rows_a, rows_b)[side] is not None), key=lambda side: rows[side],
+                default=None)
+    if small is not None and rows[small] - 1 < dim:
+        data, weights = ((rows_a, weights_a), (rows_b, weights_b))[small]
+        trace = _trace_sqrt_gram(data, weights, (stats_b, stats_a)[small].cov)
+    else:
+        trace = trace_sqrt_product(stats_a.cov, stats_b.cov)
+    return _assemble(stats_a, stats_b, trace)
+
+
+def _distinct_rows(rows, weights, stats: GaussianStats) -> float:
+    if rows is None:
+        return stats.count
+    return float(rows.shape[0] if weights is None else np.count_nonzero(weights))
+
+
+def trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray, device: str | None = None) -> float:
+    """tr sqrt(cov_a cov_b) for symmetric positive semi-definite matrices, in float64."""
+    import torch
+
+    a = torch.as_tensor(np.asarray(cov_a, dtype=np.float64), device=device)
+    b = torch.as_tensor(np.asarray(cov_b, dtype=np.float64), device=device)
+    factor_a, bad_a = torch.linalg.cholesky_ex(a)
+    factor_b, bad_b = torch.linalg.cholesky_ex(b)
+    if not bad_a and not bad_b:
+        product = factor_b.mT @ factor_a
+        symmetric = product.mT @ product
+    elif not bad_a or not bad_b:
+        factor, other = (factor_a, b) if not bad_a else (factor_b, a)
+        symmetric = factor.mT @ other @ factor
+    else:
+        values, vectors = torch.linalg.eigh(a)
+        root = vectors * values.clamp(min=0).sqrt()
+        symmetric = root.mT @ b @ root
+    eigenvalues = torch.linalg.eigvalsh(symmetric)
+    return float(eigenvalues.clamp(min=0).sqrt().sum())
+
+
+def reference_frechet_distance(mean_a, cov_a, mean_b, cov_b, eps: float = 1e-6) -> float:
+    """The audioldm_eval / pytorch-fid computation with scipy's sqrtm, for audits and benchmarks.
+
+    eps is added to both diagonals only when sqrtm returns non-finite values; a complex result is an error
+    only when a diagonal imaginary part exceeds 1e-3, otherwise its real part is used.
+    """
+    from scipy import linalg
+
+    diff = np.asarray(mean_a, dtype=np.float64) - np.asarray(mean_b, dtype=np.float64)
+    root = _sqrtm(linalg, cov_a @ cov_b)
+    if not np.isfinite(root).all():
+        offset = np.eye(cov_a.shape[0]) * eps
+        root = _sqrtm(linalg, (cov_a + offset) @ (cov_b + offset))
+    if np.iscomplexobj(root):
+        if not np.allclose(np.diagonal(root).imag, 0, atol=1e-3):
+            raise FrechetInputError(
+                f"sqrtm returned an imaginary component of {np.max(np.abs(root.imag)):.3g}; use method='auto'")
+        root = root.real
+    return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root))
+
+
+def _sqrtm(linalg, matrix: np.ndarray) -> np.ndarray:
+    # scipy >= 1.17 deprecates (and 1.18 removes) the `disp` argument the reference passes; the plain call
+    # returns the same matrix in every version.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return linalg.sqrtm(matrix)
+
+
+def _assemble(stats_a: GaussianStats, stats_b: GaussianStats, trace_sqrt: float) -> float:
+    diff = stats_a.mean - stats_b.mean
+    return float(diff @ diff + np.trace(stats_a.cov) + np.trace(stats_b.cov) - 2.0 * trace_sqrt)
+
+
+def _centred(rows: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, float]:
+    if weights is None:
+        return rows - rows.mean(axis=0), float(rows.shape[0])
+    weights = np.asarray(weights, dtype=np.float64)
+    count = float(weights.sum())
+    if count < 2:
+        raise FrechetInputError(f"resample has total weight {count}; the covariance needs at least 2 rows")
+    return rows - weights @ rows / count, count
+
+
+def _gram_t(rows: np.ndarray) -> np.ndarray:
+    # rows.T @ rows on the same buffer lets BLAS use a symmetric rank-k update (half the work of a GEMM).
+    return rows.T @ rows
+
+
+def _trace_sqrt_gram(rows: np.ndarray, weights: np.ndarray | None, cov_other: np.ndarray) -> float:
+    """tr sqrt(S S_other) with S the covariance of `rows`, through the small k x k Gram matrix (k rows)."""
+    import torch
+
+    centred, count = _centred(rows, weights)
+    if weights is not None:
+        keep = weights > 0
+        centred = centred[keep] * np.sqrt(weights[keep])[:, None]
+    scaled = torch.from_numpy(np.ascontiguousarray(centred / np.sqrt(count - 1)))
+    gram = scaled @ torch.from_numpy(np.asarray(cov_other, dtype=np.float64)) @ scaled.mT
+    return float(torch.linalg.eigvalsh(gram).clamp(min=0).sqrt().sum())
+
+
+def _warn_rank_deficient(rows: int, dim: int) -> None:
+    warnings.warn(
+        f"Frechet distance from {rows} rows in {dim} dimensions: the covariance is rank-deficient (N < d), so "
+        "the value is biased and unstable; compare only numbers computed with the same N",
+        UnreliableEstimateWarning, stacklevel=4)
