@@ -135,3 +135,19 @@ def build_hub(root: str | os.PathLike) -> Path:
     build_audioldm2(root)
     build_fluxmusic_checkpoint(root / "FluxMusic" / "musicflow_tiny.pt")
     return root
+
+
+def build_model_folder(folder: str | os.PathLike, codec: dict | None = None, seed: int = 3) -> Path:
+    """A trained-model folder holding the tiny transformer, conditioned by the (tiny) hub T5 + CLAP and
+    decoded by the AudioLDM 2 codec (or `codec`), both resolved through the weights directory."""
+    from fluxbench.models.fluxmusic import FluxMusicTransformer, get_config
+    from fluxbench.models.fluxmusic.checkpoint import save_model_folder
+
+    torch.manual_seed(seed)
+    model = FluxMusicTransformer(get_config("tiny"))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.02 * torch.randn_like(parameter))
+    spec = {"name": "tiny-fluxmusic", "objective": "rectified_flow", "conditioner": {"kind": "t5-clap"},
+            "codec": codec or {"kind": "audioldm2"}}
+    return save_model_folder(folder, model, spec)
