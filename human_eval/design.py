@@ -192,24 +192,20 @@ def spread_order(items: list[tuple[str, str]], rng: np.random.Generator) -> list
         remaining.setdefault(prompt, []).append(clip)
     for clips in remaining.values():
         rng.shuffle(clips)
-
-    def can_finish(after: str) -> bool:
-        # What is left can be ordered without neighbours of one prompt, starting with a prompt other than `after`.
-        left = sum(map(len, remaining.values()))
-        return all(len(c) <= (left + 1) // 2 for c in remaining.values()) and \
-            len(remaining.get(after, ())) <= left // 2
-
     order: list[tuple[str, str]] = []
     last = None
     while remaining:
-        choices = []
-        for prompt in remaining:
-            if prompt == last:
-                continue
-            clip = remaining[prompt].pop()  # try taking one of this prompt's clips next
-            if can_finish(prompt):
-                choices.append(prompt)
-            remaining[prompt].append(clip)
+        # Taking prompt p next leaves R - 1 clips that can still be spread iff no prompt then holds more than
+        # half of them (rounded up) and p itself, which may not come right after, holds at most half (rounded down).
+        left = sum(map(len, remaining.values())) - 1
+        counts = sorted((len(c) for c in remaining.values()), reverse=True) + [0]
+
+        def feasible(prompt: str) -> bool:
+            own = len(remaining[prompt])
+            others = counts[1] if own == counts[0] else counts[0]
+            return max(own - 1, others) <= (left + 1) // 2 and own - 1 <= left // 2
+
+        choices = [p for p in remaining if p != last and feasible(p)]
         choices = choices or list(remaining)  # unavoidable neighbours (e.g. a single prompt)
         weights = np.array([len(remaining[p]) for p in choices], dtype=float)
         prompt = choices[rng.choice(len(choices), p=weights / weights.sum())]

@@ -137,6 +137,8 @@ def test_rater_session_in_chromium_reveals_no_system(served, tmp_path):
     socket_bytes = b"".join(frames)
     assert socket_bytes, "no WebSocket traffic was observed"
     assert not [s for s in secrets if s.encode() in socket_bytes], "WebSocket messages reveal a system"
+    # The study folder's name is the experimenter's choice (it may well name the systems): never sent either.
+    assert str(study).encode() not in socket_bytes and str(study).encode() not in html.encode()
     # ... audio is served from opaque content-hash URLs as plain WAV bytes without names in them ...
     assert audio_urls and all(u.startswith(f"{base}/media/") for u in audio_urls)
     for url, body in zip(audio_urls, audio_bytes):
