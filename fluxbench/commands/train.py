@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=["demo"],
                         help="demo: a tiny model on the synthetic demo corpus, a few minutes on 2 CPU cores, "
                              "written to runs/demo-model/ (no download)")
+    parser.add_argument("--config", metavar="JSON",
+                        help="a training config file (e.g. a run's train.json); options given here override it")
     data = parser.add_argument_group("data and model")
     data.add_argument("--manifest", help="JSON lines of {\"path\", \"caption\"[, \"captions\"]} (or the official "
                                          "JSON list of {\"wav\", \"label\"})")
@@ -73,7 +75,9 @@ def main(args: argparse.Namespace) -> int:
         values["conditioner"] = {"kind": args.conditioner}
     if args.codec:
         values["codec"] = {"kind": args.codec}
-    if args.preset == "demo":
+    if args.config:
+        config = TrainConfig.from_dict({**_read_config(args.config), **values})
+    elif args.preset == "demo":
         config = demo_config(**values)
     else:
         missing = [f"--{name}" for name in ("manifest", "out") if name not in values]
@@ -89,3 +93,15 @@ def main(args: argparse.Namespace) -> int:
         print(f"trained to step {int(rows[-1]['step'])}: loss {first:.4f} (first {window} steps) -> {last:.4f} "
               f"(last {window}); model folder {out}")
     return 0
+
+
+def _read_config(path: str) -> dict:
+    try:
+        values = json.loads(open(path).read())
+    except OSError as error:
+        raise FluxbenchError(f"{path}: cannot read the training config ({error.strerror})") from None
+    except json.JSONDecodeError as error:
+        raise FluxbenchError(f"{path}: invalid JSON ({error})") from None
+    if not isinstance(values, dict):
+        raise FluxbenchError(f"{path}: expected a JSON object of training settings")
+    return values

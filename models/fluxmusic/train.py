@@ -503,6 +503,7 @@ def train(config: TrainConfig, device_choice: str = "auto", progress: bool = Tru
     dist.barrier()
 
     records = read_manifest(config.manifest)
+    torch.manual_seed(config.seed)  # identical initial weights on every rank and in every rerun
     codec, conditioner = build_components(config, records, device)
     trainable_text = bool(getattr(conditioner, "trainable", False))
     model_config = transformer_config(config, codec, conditioner)
@@ -523,7 +524,6 @@ def train(config: TrainConfig, device_choice: str = "auto", progress: bool = Tru
         del conditioner  # a frozen encoder (T5-XXL is ~10 GB) is not needed once its outputs are cached
     del codec
 
-    torch.manual_seed(config.seed)  # identical initial weights on every rank
     transformer = FluxMusicTransformer(model_config).to(device)
     if config.init:
         transformer.load_state_dict(load_state_dict(config.init, "ema"), strict=True)
