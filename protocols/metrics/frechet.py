@@ -10,7 +10,8 @@ of S1 S2 are those of a symmetric positive semi-definite matrix, so we sum their
 float64 with torch's LAPACK:
 - both covariances positive definite (the usual N > d case): S_i = L_i L_i^T (Cholesky), A = L2^T L1, and the
   eigenvalues of S1 S2 are those of A^T A;
-- one of them singular (dead ReLU units, duplicated rows): L^T S_other L with the factor that exists;
+- dimensions without variance in either set (dead ReLU units) are dropped first, which is exact;
+- one covariance singular: L^T S_other L with the Cholesky factor that exists;
 - data on hand and fewer rows than dimensions on one side: S = Z^T Z with Z the scaled centred rows, and the
   eigenvalues are those of the small Gram matrix Z S_other Z^T (exact; the rank-deficient case where sqrtm
   loses about 1e-8 relative);
@@ -132,8 +133,14 @@ def trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray, device: str | None 
     """tr sqrt(cov_a cov_b) for symmetric positive semi-definite matrices, in float64."""
     import torch
 
-    a = torch.as_tensor(np.asarray(cov_a, dtype=np.float64), device=device)
-    b = torch.as_tensor(np.asarray(cov_b, dtype=np.float64), device=device)
+    cov_a, cov_b = np.asarray(cov_a, dtype=np.float64), np.asarray(cov_b, dtype=np.float64)
+    # A dimension without variance in either set (a dead ReLU unit) is a zero row and column of that
+    # covariance and adds only zero eigenvalues to the product: dropping it is exact and keeps Cholesky usable.
+    live = (np.diagonal(cov_a) > 0) & (np.diagonal(cov_b) > 0)
+    if not live.all():
+        cov_a, cov_b = cov_a[np.ix_(live, live)], cov_b[np.ix_(live, live)]
+    a = torch.as_tensor(cov_a, device=device)
+    b = torch.as_tensor(cov_b, device=device)
     factor_a, bad_a = torch.linalg.cholesky_ex(a)
     factor_b, bad_b = torch.linalg.cholesky_ex(b)
     if not bad_a and not bad_b:

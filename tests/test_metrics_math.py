@@ -1,0 +1,168 @@
+"""Frechet kernel paths, bootstrap intervals, FAD-inf and input errors, checked against independent computations."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from fluxbench import FluxbenchError
+from fluxbench.protocols.metrics import clap_score, frechet_distance, inception_score, kl_divergence
+from fluxbench.protocols.metrics.bootstrap import (bootstrap_frechet, bootstrap_inception, bootstrap_mean,
+                                                   frechet_inf, percentile_interval, rng_for)
+from fluxbench.protocols.metrics.frechet import (GaussianStats, UnreliableEstimateWarning,
+                                                 frechet_distance_weighted, frechet_to_reference,
+                                                 reference_frechet_distance, trace_sqrt_product)
+from fluxbench.protocols.metrics.inception import per_clip_inception_kl
+
+
+def _gaussian_rows(rng, count, dim, spectrum_decay=1.0, shift=0.0):
+    rotation, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    scales = np.exp(-spectrum_decay * np.linspace(0, 8, dim))  # condition number ~ e^16
+    return (rng.standard_normal((count, dim)) * scales) @ rotation.T + shift
+
+
+def _closed_form(mean_a, cov_a, mean_b, cov_b):
+    """FD of two Gaussians through an explicit symmetric square root (independent of the library's paths)."""
+    values, vectors = np.linalg.eigh(cov_a)
+    root_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    inner = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
+    diff = mean_a - mean_b
+    return diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * np.sqrt(np.clip(inner, 0, None)).sum()
+
+
+def _exact_trace_sqrt(a, b):
+    """tr sqrt(S_a S_b) from the data: the singular values of Xa Xb^T (no square roots of round-off)."""
+    centred_a, centred_b = a - a.mean(axis=0), b - b.mean(axis=0)
+    singular = np.linalg.svd(centred_a @ centred_b.T, compute_uv=False)
+    return singular.sum() / np.sqrt((len(a) - 1) * (len(b) - 1))
+
+
+def _exact_frechet(a, b):
+    diff = a.mean(axis=0) - b.mean(axis=0)
+    traces = np.trace(np.cov(a, rowvar=False)) + np.trace(np.cov(b, rowvar=False))
+    return diff @ diff + traces - 2 * _exact_trace_sqrt(a, b)
+
+
+def test_fast_path_matches_sqrtm_on_ill_conditioned_covariances():
+    rng = np.random.default_rng(1)
+    a, b = _gaussian_rows(rng, 400, 96), _gaussian_rows(rng, 300, 96, 0.8, 0.3)
+    sa, sb = GaussianStats.of(a), GaussianStats.of(b)
+    ours = frechet_distance(a, b)
+    assert ours == pytest.approx(reference_frechet_distance(sa.mean, sa.cov, sb.mean, sb.cov), rel=1e-6)
+    assert ours == pytest.approx(_closed_form(sa.mean, sa.cov, sb.mean, sb.cov), rel=1e-9)
+
+
+@pytest.mark.parametrize("dead", ["first", "second", "both"])
+def test_singular_covariances_take_the_fallbacks_and_stay_exact(dead):
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((200, 24)), rng.standard_normal((180, 24)) * 1.5 + 0.2
+    if dead in ("first", "both"):
+        a[:, :3] = 0.0  # dead ReLU units: S1 is singular, its Cholesky fails
+    if dead in ("second", "both"):
+        b[:, 5:7] = 1.0
+    sa, sb = GaussianStats.of(a), GaussianStats.of(b)
+    assert trace_sqrt_product(sa.cov, sb.cov) == pytest.approx(_exact_trace_sqrt(a, b), rel=1e-12)
+    assert frechet_distance(a, b) == pytest.approx(_exact_frechet(a, b), rel=1e-10)
+
+
+def test_rank_deficient_gram_route_matches_the_direct_formula_and_warns():
+    rng = np.random.default_rng(3)
+    few, many = rng.standard_normal((10, 40)), rng.standard_normal((500, 40))
+    with pytest.warns(UnreliableEstimateWarning, match="10 rows in 40 dimensions"):
+        value = frechet_distance(few, many)
+    assert value == pytest.approx(_exact_frechet(few, many), rel=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # full-rank inputs never warn
+        frechet_distance(many[:250], many[250:])
+
+
+def test_weighted_rows_equal_explicitly_repeated_rows():
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal((60, 8)), rng.standard_normal((50, 8)) + 0.5
+    weights = rng.integers(0, 4, 60).astype(float)
+    repeated = np.repeat(a, weights.astype(int), axis=0)
+    assert frechet_distance_weighted(a, weights, b, None) == pytest.approx(frechet_distance(repeated, b), rel=1e-10)
+    reference = GaussianStats.of(b)
+    assert frechet_to_reference(a, weights, reference) == pytest.approx(frechet_distance(repeated, b), rel=1e-10)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros(5), "2-D"), (np.zeros((1, 4)), "at least 2"), (np.full((3, 4), np.nan), "NaN"),
+])
+def test_frechet_rejects_bad_embeddings(bad, message):
+    with pytest.raises(FluxbenchError, match=message):
+        frechet_distance(bad, np.zeros((3, 4)))
+
+
+def test_frechet_rejects_mismatched_dimensions():
+    with pytest.raises(FluxbenchError, match="differ in dimension: 4 vs 5"):
+        frechet_distance(np.ones((3, 4)), np.ones((3, 5)))
+
+
+def test_kl_without_any_shared_id_is_a_clear_error():
+    with pytest.raises(FluxbenchError, match="no id is shared"):
+        kl_divergence({"a.wav": np.zeros(5)}, {"b.wav": np.zeros(5)})
+
+
+def test_inception_needs_a_row_per_split_and_clap_rejects_zero_vectors():
+    with pytest.raises(FluxbenchError, match="at least 10 clips"):
+        inception_score(np.zeros((9, 4)))
+    with pytest.raises(FluxbenchError, match="row 1 has a zero-length"):
+        clap_score(np.ones((2, 3)), np.array([[1.0, 0, 0], [0, 0, 0]]))
+
+
+def test_per_clip_inception_kl_averages_to_the_log_of_the_single_split_score():
+    logits = np.random.default_rng(5).standard_normal((40, 7)) * 3
+    whole, _ = inception_score(logits, splits=1, shuffle=False)
+    assert np.exp(per_clip_inception_kl(logits).mean()) == pytest.approx(whole, rel=1e-12)
+
+
+def test_percentile_interval_against_numpy():
+    values = np.random.default_rng(6).standard_normal(1001)
+    interval = percentile_interval(values)
+    assert (interval.low, interval.high) == pytest.approx(tuple(np.percentile(values, [2.5, 97.5])))
+    assert interval.replicates == 1001
+
+
+def test_bootstrap_is_seeded_per_metric_and_covers_the_estimate():
+    rng = np.random.default_rng(7)
+    gen, ref = rng.standard_normal((120, 6)) + 0.4, rng.standard_normal((150, 6))
+    first = bootstrap_frechet(gen, ref, 50, rng_for(0, "fd"))
+    assert bootstrap_frechet(gen, ref, 50, rng_for(0, "fd")) == first
+    assert bootstrap_frechet(gen, ref, 50, rng_for(1, "fd")) != first
+    assert first.low < frechet_distance(gen, ref) < first.high
+    per_pair = rng.exponential(size=200)
+    interval = bootstrap_mean(per_pair, 400, rng_for(0, "kl"))
+    # the bootstrap std of a mean approximates the standard error
+    assert interval.std == pytest.approx(per_pair.std(ddof=1) / np.sqrt(per_pair.size), rel=0.2)
+    logits = rng.standard_normal((60, 11)) * 2
+    interval = bootstrap_inception(logits, 30, rng_for(0, "is"), splits=3)
+    assert interval.low <= inception_score(logits, splits=3)[0] * 1.2 and interval.high >= interval.low
+
+
+def test_clip_level_bootstrap_keeps_frames_of_a_clip_together():
+    rng = np.random.default_rng(8)
+    # 12 clips x 10 frames: a shared per-clip offset makes frames within a clip strongly correlated
+    offsets = np.repeat(rng.standard_normal((12, 4)) * 3, 10, axis=0)
+    gen = offsets + rng.standard_normal((120, 4)) * 0.1
+    ref = rng.standard_normal((200, 4)) * 3
+    clip_of_row = np.repeat(np.arange(12), 10)
+    clustered = bootstrap_frechet(gen, ref, 60, rng_for(0, "fad"), gen_clip_of_row=clip_of_row)
+    naive = bootstrap_frechet(gen, ref, 60, rng_for(0, "fad"))
+    assert clustered.std > 1.5 * naive.std  # frames are not independent samples
+
+
+def test_frechet_inf_removes_the_small_sample_bias():
+    rng = np.random.default_rng(9)
+    dim = 16
+    reference = GaussianStats(np.zeros(dim), np.eye(dim), 10**9)  # known population statistics
+    gen = rng.standard_normal((4000, dim)) * 1.2
+    truth = dim * (1.2 - 1.0) ** 2  # FD between N(0, 1.44 I) and N(0, I)
+    result = frechet_inf(gen, reference, rng_for(0, "fad_inf"), min_size=100)
+    finite_small = frechet_to_reference(gen[:100], None, reference)
+    assert abs(result.value - truth) < abs(finite_small - truth)
+    assert result.slope > 0 and result.r2 > 0.5
+    assert result.sizes[0] == 100 and result.sizes[-1] == 4000
+    assert frechet_inf(gen, reference, rng_for(0, "fad_inf"), min_size=100) == result
