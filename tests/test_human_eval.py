@@ -20,7 +20,7 @@ import soundfile as sf
 from fluxbench.audio import integrated_loudness, read_audio
 from fluxbench.cli import main as cli
 from fluxbench.human_eval.analysis import (
-    analyse, bootstrap_mean, bootstrap_weights, krippendorff_alpha,
+    analyse, bootstrap_mean, bootstrap_weights, krippendorff_alpha, write_results,
 )
 from fluxbench.human_eval.design import (
     WARM_UP_CLIPS, assign_prompts, parse_raters, spread_order,
@@ -421,3 +421,23 @@ def test_cli_errors_and_light_imports(tmp_path, capsys):
             "print(sorted(m for m in ('streamlit', 'sqlalchemy', 'pandas', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_reports_wing_reads_the_results_files(tmp_path):
+    """The exported files are the interface to `fluxbench report` (Table 4 in Markdown, LaTeX, CSV, HTML)."""
+    tables = pytest.importorskip("fluxbench.reports.tables")
+    ratings = {
+        "e1": {("A", "p1"): (4, 2), ("A", "p2"): (5, 3), ("B", "p1"): (2, 5), ("B", "p2"): (1, 4)},
+        "b1": {("A", "p1"): (1, 1), ("B", "p1"): (5, 5)},
+    }
+    groups = {"e1": "expert", "b1": "beginner"}
+    study, key, stored = tiny_study(ratings, groups)
+    results = analyse(study, key, groups, stored, resamples=200)
+    files = write_results(results, tmp_path)
+    for kind in ("json", "csv"):
+        rows = {(r.system, r.group): r for r in tables.load_listening(files[kind])}
+        assert set(rows) == {("A", "expert"), ("B", "expert"), ("A", "beginner"), ("B", "beginner")}
+        expert_a = results.estimates["A", "expert", "ovl"]
+        assert rows["A", "expert"].ovl == pytest.approx(4.5)
+        assert rows["A", "expert"].ovl_ci95 == pytest.approx((expert_a.low, expert_a.high), abs=1e-4)
+        assert rows["B", "beginner"].rel == 5 and rows["A", "expert"].n == 2
