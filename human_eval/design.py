@@ -217,7 +217,7 @@ def spread_order(items: list[tuple[str, str]], rng: np.random.Generator) -> list
 
 
 def insert_checks(order: list[str], checks: list[str], rng: np.random.Generator) -> list[str]:
-    """Put attention checks at random positions after the warm-up clips, never two in a row."""
+    """Put attention checks at random positions after the warm-up clips, never two in a row when there is room."""
     result = list(order)
     slots = sorted(rng.choice(np.arange(WARM_UP_CLIPS, len(order) + 1), size=len(checks),
                           replace=len(checks) > len(order) + 1 - WARM_UP_CLIPS))
@@ -287,23 +287,20 @@ def create_study(out: str | Path, systems: dict[str, Path], options: DesignOptio
         prompt_ids = sorted(rng.choice(prompt_ids, size=options.prompts, replace=False).tolist())
     captions = gather_captions(list(systems.values()), captions_file, prompt_ids, audio)
 
-    sources = [audio[name][p] for name in systems for p in prompt_ids] + list(options.attention_clips)
     infos = {}
-    for path in sources:
+    for path in [audio[name][p] for name in systems for p in prompt_ids] + list(options.attention_clips):
         try:
             infos[path] = sf.info(str(path))
         except Exception as error:
             raise StudyError(f"{path}: unreadable audio ({error})") from None
-    rate = options.sample_rate or min(info.samplerate for info in infos.values())
-    seconds = options.duration or min(info.frames / info.samplerate for info in infos.values())
+    # The stimuli set the common format; attention clips are fitted to it.
+    stimuli_info = [infos[audio[name][p]] for name in systems for p in prompt_ids]
+    rate = options.sample_rate or min(info.samplerate for info in stimuli_info)
+    seconds = options.duration or min(info.frames / info.samplerate for info in stimuli_info)
     if seconds < 0.5:
         raise StudyError(f"clip duration {seconds:.3f} s is too short to rate (and to measure loudness); "
                          f"pass --duration or use longer clips")
     samples = int(round(seconds * rate))
-
-    # Random, unguessable names: nothing about a clip's origin can be read from its id.
-    def new_clip_id() -> str:
-        return secrets.token_hex(8)
 
     parent = out.parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -314,7 +311,7 @@ def create_study(out: str | Path, systems: dict[str, Path], options: DesignOptio
         stimulus: dict[tuple[str, str], str] = {}
 
         def add_clip(wave: np.ndarray, caption: str, entry: dict) -> str:
-            clip_id = new_clip_id()
+            clip_id = secrets.token_hex(8)  # random and unguessable: says nothing about the clip's origin
             prepared, info = _prepare(wave, rate, samples, options.loudness_lufs)
             relative = f"{AUDIO_DIR}/{clip_id}.wav"
             write_wav(staging / relative, prepared, rate)

@@ -114,6 +114,10 @@ def test_design_options_subset_format_and_own_attention_clip(tmp_path):
     quiet = next(c for c in key["clips"] if c["system"] == "zqbetasys")
     wave, _ = read_audio(study / "audio" / f"{quiet['clip_id']}.wav")
     assert np.abs(wave).max() == pytest.approx(0.02, abs=2e-3)
+    # A short attention clip of your own is padded to the stimuli's length instead of shortening them.
+    sf.write(str(bad), np.random.default_rng(1).uniform(-0.9, 0.9, 28800), 48000)
+    other = make_study(tmp_path / "second", raters={None: 1}, attention_checks=1, attention_clips=[bad])
+    assert {sf.info(str(path)).frames for path in (other / "audio").iterdir()} == {16000}
 
 
 def test_assign_prompts_many_prompts():
