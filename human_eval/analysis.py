@@ -274,7 +274,8 @@ def analyse(study: Study, key: Key, rater_groups: dict[str, str],
         f"resampled, {resamples} resamples).",
         "Raters per group: " + ", ".join(
             f"{g} {len({o.token for o in observations if o.group == g})}" for g in groups) +
-        f"; {len(excluded)} excluded for failing more than {max_failed_checks} attention check(s).",
+        f" ({sum(s.rated == s.assigned for s in screens if not s.excluded)} finished all their clips); "
+        f"{len(excluded)} excluded for failing more than {max_failed_checks} attention check(s).",
         "Krippendorff's alpha (interval): " + "; ".join(_format_agreement(g, agreement[g]) for g in groups) + ".",
     ]
     table = RatingTable("Human evaluation (OVL: overall quality, REL: relevance to the caption)",
