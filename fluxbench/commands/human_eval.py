@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -134,9 +135,15 @@ def _serve(args: argparse.Namespace) -> int:
     env = dict(os.environ, **{DATABASE_ENV: url})
     print(f"serving {study.title!r} ({len(study.raters)} raters) on http://{args.address}:{args.port}/ ; "
           f"links in {args.study / 'raters.csv'}; Ctrl-C stops", flush=True)
+    server = subprocess.Popen(serve_command(args.study, args.port, args.address), env=env)
+    # Stopping this command stops the app too (a service manager sends SIGTERM to this process only).
+    signal.signal(signal.SIGTERM, lambda *_: server.terminate())
     try:
-        return subprocess.call(serve_command(args.study, args.port, args.address), env=env)
+        code = server.wait()
+        return 0 if code in (-signal.SIGTERM, -signal.SIGINT) else code
     except KeyboardInterrupt:
+        server.terminate()
+        server.wait(timeout=30)
         return 0
 
 
