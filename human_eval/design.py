@@ -270,6 +270,9 @@ def create_study(out: str | Path, systems: dict[str, Path], options: DesignOptio
         raise StudyError(f"{out}: already exists; a study's design is fixed once rating starts, choose a new folder")
     if len(systems) < 1:
         raise StudyError("no systems given; pass --system NAME=FOLDER (at least once)")
+    named = [name for name in systems if name.lower() in options.title.lower()]
+    if named:
+        raise StudyError(f"--title {options.title!r} names the system {named[0]!r}; raters must not learn it")
     audio = {name: find_audio(folder) for name, folder in systems.items()}
 
     common = set.intersection(*(set(files) for files in audio.values()))
@@ -286,6 +289,11 @@ def create_study(out: str | Path, systems: dict[str, Path], options: DesignOptio
             raise StudyError(f"--prompts {options.prompts}: only {len(prompt_ids)} prompts are shared by all systems")
         prompt_ids = sorted(rng.choice(prompt_ids, size=options.prompts, replace=False).tolist())
     captions = gather_captions(list(systems.values()), captions_file, prompt_ids, audio)
+    for name in systems:
+        mentions = [p for p, c in captions.items() if name.lower() in c.lower()]
+        if mentions:
+            log.warning("%d caption(s) mention the system name %r (e.g. prompt %r); raters will see it",
+                        len(mentions), name, mentions[0])
 
     infos = {}
     for path in [audio[name][p] for name in systems for p in prompt_ids] + list(options.attention_clips):

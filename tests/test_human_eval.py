@@ -149,6 +149,8 @@ def test_design_errors_are_one_line(tmp_path):
     folders = make_system_folders(tmp_path / "in")
     with pytest.raises(StudyError, match="--raters"):
         parse_raters("novice=3")
+    with pytest.raises(StudyError, match="names the system 'zqbetasys'"):
+        create_study(tmp_path / "s0", folders, DesignOptions(raters={None: 1}, title="ZQbetasys vs. the rest"))
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "x").write_text("")
     with pytest.raises(StudyError, match="already exists"):
