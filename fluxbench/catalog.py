@@ -54,3 +54,9 @@ register("model", "fluxmusic-demo", "fluxbench.models.fluxmusic.demo:load_demo_m
          "tiny FluxMusic trained on the synthetic demo corpus (trained on first use; offline)",
          family="fluxmusic", size="tiny", parameters=None, sample_rate=16000,
          weights="runs/demo-model (fluxbench train --preset demo)")
+
+# Baselines: one adapter per family behind the zoo interface; facts from fluxbench.models.baselines.specs.
+from fluxbench.models.baselines.specs import SPECS as _BASELINES, factory_target as _baseline_target  # noqa: E402
+
+for _spec in _BASELINES.values():
+    register("model", _spec.name, _baseline_target(_spec), _spec.summary, **_spec.facts())
