@@ -10,6 +10,7 @@ plain run (which then finds every clip) scores.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import platform
@@ -116,9 +117,7 @@ class Runner:
     # ---- inputs ---------------------------------------------------------------------------------------------
     def load_set(self) -> tuple[EvalSet, list[SetItem]]:
         eval_set = registry.get("set", self.config.set).create(**self.config.set_options)
-        items = list(eval_set.items())
-        if self.config.limit:
-            items = items[: self.config.limit]
+        items = list(itertools.islice(eval_set.items(), self.config.limit))
         if len(items) < 2:
             raise FluxbenchError(f"set {self.config.set!r} yields {len(items)} item(s); metrics need at least 2")
         ids = [item.id for item in items]
