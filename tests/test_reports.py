@@ -307,3 +307,125 @@ def test_bad_reported_data_is_one_line_error(tmp_path, capsys):
     assert main(["report", *runs, "--reported", str(bad), "--out", str(tmp_path / "o"), "-q"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(bad) in err and "fad" in err and "expected a number" in err
+
+
+# ---- Table 4 ------------------------------------------------------------------------------------------------
+
+LISTENING = [
+    {"system": "FluxMusic", "group": "expert", "ovl": 3.614, "ovl_ci95": 0.21, "rel": 3.702, "rel_ci95": [3.5, 3.9],
+     "n": 60},
+    {"system": "FluxMusic", "group": "beginner", "ovl": 3.35, "ovl_ci95": 0.3, "rel": 3.48, "rel_ci95": 0.25, "n": 45},
+    {"system": "MusicGen", "group": "expert", "ovl": 3.402, "ovl_ci95": [3.2, 3.6], "rel": 3.811, "rel_ci95": None,
+     "n": 60},
+    {"system": "MusicGen", "group": "beginner", "ovl": 3.55, "ovl_ci95": 0.2, "rel": 3.41, "rel_ci95": 0.2, "n": 45},
+]
+
+
+def listening_interval(row: dict, aspect: str):
+    ci = row.get(f"{aspect}_ci95")
+    if ci is None:
+        return None
+    return tuple(ci) if isinstance(ci, list) else (row[aspect] - ci, row[aspect] + ci)
+
+
+def check_table4(markdown: str, rows: list[dict]) -> None:
+    header, shown = parse_markdown(markdown)
+    assert header == ["System", "Beginner OVL ↑", "Beginner REL ↑", "Expert OVL ↑", "Expert REL ↑"]
+    columns = [(g, a) for g in ("beginner", "expert") for a in ("ovl", "rel")]
+    for line in shown:
+        for (group, aspect), text in zip(columns, line[1:]):
+            source = next(r for r in rows if r["system"] == line[0] and r["group"] == group)
+            value, half, bold = parse_cell(text)
+            assert value == pytest.approx(source[aspect], abs=0.005 + 1e-9)
+            interval = listening_interval(source, aspect)
+            assert half == (None if interval is None else pytest.approx((interval[1] - interval[0]) / 2, abs=0.005))
+            column = [r[aspect] for r in rows if r["group"] == group]
+            assert bold == (round(source[aspect], 2) == max(round(v, 2) for v in column))
+    assert {line[0] for line in shown} == {r["system"] for r in rows}
+
+
+@pytest.mark.parametrize("kind", ["json", "csv"])
+def test_table4_from_plain_rows(tmp_path, kind):
+    if kind == "json":
+        path = tmp_path / "listening.json"
+        path.write_text(json.dumps({"rows": LISTENING}))
+    else:
+        path = tmp_path / "listening.csv"
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, ["system", "group", "ovl", "ovl_ci95", "rel", "rel_ci95", "n"])
+            writer.writeheader()
+            for row in LISTENING:
+                writer.writerow({k: ";".join(map(str, v)) if isinstance(v, list) else ("" if v is None else v)
+                                 for k, v in row.items()})
+    out = tmp_path / "out"
+    assert main(["report", "--listening", str(path), "--out", str(out), "-q"]) == 0
+    check_table4((out / "table4.md").read_text(), LISTENING)
+    records = {(r["system"]): r for r in csv.DictReader(io.StringIO((out / "table4.csv").read_text()))}
+    assert float(records["MusicGen"]["expert:rel"]) == 3.811 and records["MusicGen"]["expert:rel:ci_low"] == ""
+    assert [float(records["FluxMusic"]["expert:rel:ci_low"]), float(records["FluxMusic"]["expert:rel:ci_high"])] == [3.5, 3.9]
+    assert int(records["FluxMusic"]["beginner:ovl:n"]) == 45
+    assert "Ratings per mean: 45 to 60." in (out / "table4.md").read_text()
+    assert (out / "table4.tex").read_text().count(r"\textbf{") == 4
+
+
+def test_table4_from_human_eval_analysis_outputs(tmp_path):
+    """The listening-test analysis writes human_eval.json and table4.csv; both load as Table-4 rows."""
+    from fluxbench.human_eval.analysis import Estimate, RatingTable, Results
+
+    estimates = {}
+    for row in LISTENING:
+        for aspect in ("ovl", "rel"):
+            low, high = listening_interval(row, aspect) or (row[aspect] - 0.1, row[aspect] + 0.1)
+            estimates[row["system"], row["group"], aspect] = Estimate(row[aspect], low, high, row["n"], 5, 12)
+    estimates["FluxMusic", "all", "ovl"] = Estimate(9.0, 8.0, 10.0, 105, 10, 12)  # pooled: not a Table-4 column
+    results = Results(RatingTable("t", ["FluxMusic", "MusicGen"], ["beginner", "expert"],
+                                  {k: v for k, v in estimates.items() if k[1] != "all"}), estimates, {}, [], {})
+    as_json = tmp_path / "human_eval.json"
+    as_json.write_text(json.dumps(results.to_json()))
+    as_csv = tmp_path / "table4.csv"
+    as_csv.write_text(results.table.to_csv())
+    rows = [{**r, **{f"{a}_ci95": list(listening_interval(r, a) or (r[a] - 0.1, r[a] + 0.1)) for a in ("ovl", "rel")}}
+            for r in LISTENING]
+    for path in (as_json, as_csv):
+        out = tmp_path / path.stem
+        assert main(["report", "--listening", str(path), "--out", str(out), "--format", "md", "-q"]) == 0
+        check_table4((out / "table4.md").read_text(), rows)
+
+
+def test_table4_with_reported_rows_marked(tmp_path):
+    listening = tmp_path / "listening.json"
+    listening.write_text(json.dumps(LISTENING))
+    reported = tmp_path / "reported.json"
+    reported.write_text(json.dumps([{"system": "AudioLDM 2", "group": "expert", "ovl": 3.9, "rel": 3.1,
+                                     "source": "paper, Table 4"}]))
+    out = tmp_path / "out"
+    assert main(["report", "--listening", str(listening), "--reported", str(reported), "--out", str(out),
+                 "--format", "md,csv", "-q"]) == 0
+    _, shown = parse_markdown((out / "table4.md").read_text())
+    assert shown[0][0] == "AudioLDM 2†" and shown[0][1:3] == ["–", "–"]
+    assert parse_cell(shown[0][3]) == (3.9, None, True)  # the best expert OVL, reported or not
+    records = list(csv.DictReader(io.StringIO((out / "table4.csv").read_text())))
+    assert [r["reported"] for r in records] == ["true", "false", "false"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ([{"system": "A", "group": "expert", "ovl": 3.0}], "lacks rel"),
+    ([{"system": "A", "group": "novice", "ovl": 3.0, "rel": 3.0}], "'novice' is not one of beginner, expert"),
+    ([{"system": "A", "group": "expert", "ovl": "good", "rel": 3.0}], "ovl: expected a number"),
+    ([{"system": "A", "group": "expert", "ovl": 3.0, "rel": 3.0, "rel_ci95": [1, 2, 3]}], "rel_ci95"),
+    ({"estimates": [{"system": "A"}]}, "needs system, group, aspect and mean"),
+])
+def test_bad_listening_file_is_one_line_error(tmp_path, capsys, content, message):
+    path = tmp_path / "listening.json"
+    path.write_text(json.dumps(content))
+    assert main(["report", "--listening", str(path), "--out", str(tmp_path / "out"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err and message in err
+
+
+def test_nothing_to_report_and_bad_format(tmp_path, capsys):
+    assert main(["report", "--out", str(tmp_path)]) == 2
+    assert "nothing to report" in capsys.readouterr().err
+    runs = make_runs(tmp_path / "runs")
+    assert main(["report", runs[0], "--format", "md,docx", "--out", str(tmp_path)]) == 2
+    assert "--format" in capsys.readouterr().err
