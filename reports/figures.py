@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from fluxbench.reports.output import atomic_path
-from fluxbench.reports.tables import ModelRow, ReportError, set_title
+from fluxbench.reports.tables import ModelRow, ReportError, format_parameters, set_title
 from fluxbench.results import METRICS
 
 if TYPE_CHECKING:
@@ -205,10 +205,6 @@ def loss_curves(logs: Sequence[LossLog], smoothing: float = 0.9, log_scale: bool
 SCALING_AXES = {"parameters": "parameters", "gflops": "GFLOPs per forward"}
 
 
-def _size_text(count: float, _position: Any = None) -> str:
-    return f"{count / 1e9:g}B" if count >= 1e9 else f"{count / 1e6:g}M"
-
-
 def scaling_plot(rows: Sequence[ModelRow], x: str = "parameters", metrics: Sequence[str] | None = None,
                  sets: Sequence[str] | None = None) -> Plot:
     """One panel per metric: the metric against model size (log axis), one line per set, 95% CIs as bars."""
@@ -234,7 +230,7 @@ def scaling_plot(rows: Sequence[ModelRow], x: str = "parameters", metrics: Seque
                     "labels": [r.label for _, r in points], "set": set_name, "metric": metric}
     if not series:
         raise ReportError(f"scaling plot: needs at least two runs with a known {x} scored on the same set and metric")
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import NullFormatter
 
     panels = list(dict.fromkeys(s["metric"] for s in series.values()))
     figure = new_figure(3.4 * len(panels) + 0.4, 3.4)
@@ -252,7 +248,9 @@ def scaling_plot(rows: Sequence[ModelRow], x: str = "parameters", metrics: Seque
             for size, value, label in zip(s["x"], s["y"], s["labels"]):
                 ax.annotate(label, (size, value), textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(_size_text if x == "parameters" else lambda v, _: f"{v:g}"))
+        # Ticks at the model sizes themselves: a few sizes often fall within one decade.
+        sizes = sorted({float(v) for s in series.values() if s["metric"] == metric for v in s["x"]})
+        ax.set_xticks(sizes, [format_parameters(v) if x == "parameters" else f"{v:g}" for v in sizes])
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(SCALING_AXES[x])
         arrow = "" if info is None else (" (lower is better)" if info.lower_is_better else " (higher is better)")

@@ -305,11 +305,18 @@ def split_label(spec: str) -> tuple[str | None, str]:
 
 
 def load_runs(specs: Iterable[str]) -> list[Run]:
+    """Results files or run folders; a folder without results.json stands for every run folder inside it."""
     runs = []
     for spec in specs:
         label, path = split_label(spec)
-        document = load_results(path)
-        runs.append(Run(label or str(document["model"].get("name") or Path(path).stem), Path(path), document))
+        paths = [Path(path)]
+        if paths[0].is_dir() and not (paths[0] / "results.json").is_file():
+            paths = sorted(paths[0].glob("*/results.json")) or paths
+            if label and len(paths) > 1:
+                raise ReportError(f"{spec}: a label names one run, but {path} holds {len(paths)}")
+        for one in paths:
+            document = load_results(one)
+            runs.append(Run(label or str(document["model"].get("name") or one.stem), one, document))
     return runs
 
 
@@ -372,10 +379,10 @@ def metric_key(name: str) -> str:
 def comparison_table(rows: list[ModelRow], sets: list[str] | None = None, metrics: list[str] | None = None,
                      decimals: int = 2, title: str | None = None) -> Table:
     """Table 3: reported rows first (as the paper lists its baselines), then the measured ones."""
-    present_sets = list(dict.fromkeys(s for r in rows if not r.reported for s, _ in r.scores))
-    present_sets += [s for r in rows if r.reported for s, _ in r.scores if s not in present_sets]
-    chosen_sets = [normalise_set(s) for s in sets] if sets else list(dict.fromkeys(present_sets))
-    present = {m for r in rows for _, m in r.scores}
+    # Columns default to what was measured here (published numbers sit beside them, they do not add columns).
+    basis = [r for r in rows if not r.reported] or rows
+    chosen_sets = [normalise_set(s) for s in sets] if sets else list(dict.fromkeys(s for r in basis for s, _ in r.scores))
+    present = {m for r in basis for _, m in r.scores}
     order = list(METRICS) + sorted(present - set(METRICS))
     chosen_metrics = [metric_key(m) for m in metrics] if metrics else [m for m in order if m in present]
     columns = [Column("parameters", "Params", style="count"), Column("hours", "Hours", style="hours")]

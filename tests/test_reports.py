@@ -429,3 +429,18 @@ def test_nothing_to_report_and_bad_format(tmp_path, capsys):
     runs = make_runs(tmp_path / "runs")
     assert main(["report", runs[0], "--format", "md,docx", "--out", str(tmp_path)]) == 2
     assert "--format" in capsys.readouterr().err
+
+
+def test_runs_folder_expands_and_reported_rows_add_no_columns(tmp_path):
+    make_runs(tmp_path / "runs")
+    reported = tmp_path / "reported.json"
+    reported.write_text(json.dumps(REPORTED + [{"model": "Jen-1", "set": "mtt", "metrics": {"FD": 9.9}},
+                                               {"model": "Jen-1", "set": "musiccaps", "metrics": {"FAD": 2.0}}]))
+    out = tmp_path / "out"
+    assert main(["report", str(tmp_path / "runs"), "--reported", str(reported), "--out", str(out),
+                 "--format", "md", "-q"]) == 0
+    header, rows = parse_markdown((out / "table3.md").read_text())
+    assert len(header) == 3 + 8 and not any("mtt" in h or "FD ↓" in h for h in header)
+    assert sorted(r[0] for r in rows) == sorted(["MusicGen†", "Jen-1†", *SCORES])
+    jen = next(r for r in rows if r[0] == "Jen-1†")
+    assert parse_cell(jen[3]) == (2.0, None, True)  # the best MusicCaps FAD is a reported one

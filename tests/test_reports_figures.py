@@ -179,6 +179,7 @@ def test_scaling_plot_draws_metric_against_size():
     assert plot.data["musiccaps:fad"]["labels"] == ["S", "B", "L"]
     np.testing.assert_array_equal(clap_ax.containers[0].lines[0].get_ydata(), [0.30, 0.33])
     assert fad_ax.get_xscale() == "log" and fad_ax.get_ylabel() == "FAD (lower is better)"
+    assert [t.get_text() for t in fad_ax.get_xticklabels()] == ["142.3M", "473.9M", "840.6M"]
     assert clap_ax.get_ylabel() == "CLAP (higher is better)"
 
 
@@ -229,7 +230,6 @@ def make_run(folder: Path, model: str, fad: float, base_hertz: float) -> Path:
     return folder
 
 
-@pytest.mark.slow
 def test_report_page_from_run_folders(tmp_path, capsys):
     small = make_run(tmp_path / "runs" / "small", "fluxmusic-small", 1.5, 250.0)
     base = make_run(tmp_path / "runs" / "base", "fluxmusic-base", 1.2, 350.0)
