@@ -1,8 +1,8 @@
 """Published numbers (the paper's Table 3 and Table 4 rows) as reference rows beside measured ones.
 
-The numbers live with the baselines, as data marked "reported": either a module
-`fluxbench.models.baselines.reported` with a `REPORTED` attribute, or a file `reported.json` in that package's
-folder. Until either exists there are no reported rows and no error. Accepted shapes (a list of items, or a
+The numbers live with the baselines, as data marked "reported": a module `fluxbench.models.baselines.reported`
+with any of the attributes `REPORTED`, `TABLE3`, `TABLE4`, and/or files `reported*.json` in that package's
+folder. Until any exists there are no reported rows and no error. Accepted shapes (a list of items, or a
 dict with any of the lists "rows", "table3", "table4"):
 
     {"model": "MusicGen", "set": "musiccaps", "metrics": {"FAD": 4.5, "KL": 1.4, ...},
@@ -28,22 +28,24 @@ from fluxbench.reports.tables import (Cell, ListeningRow, ModelRow, ReportError,
 
 BASELINES_PACKAGE = "fluxbench.models.baselines"
 MODULE = f"{BASELINES_PACKAGE}.reported"
-FILE = "reported.json"
+FILES = "reported*.json"
+DATA_ATTRIBUTES = ("REPORTED", "TABLE3", "TABLE4")
 _ROW_FIELDS = {"model", "set", "sets", "results", "metrics", "params", "parameters", "hours", "gflops", "source",
                "citation", "reported", "note"}
 
 
-def packaged_data() -> tuple[Any, str] | None:
-    """(data, where it came from), or None while the baselines carry no reported numbers."""
+def packaged_data() -> list[tuple[Any, str]]:
+    """(data, where it came from) for each source the baselines ship; empty while they carry no numbers."""
+    found = []
     if importlib.util.find_spec(MODULE) is not None:
         module = importlib.import_module(MODULE)
-        if hasattr(module, "REPORTED"):
-            return module.REPORTED, f"{MODULE}.REPORTED"
+        for name in DATA_ATTRIBUTES:
+            if hasattr(module, name):
+                found.append((getattr(module, name), f"{MODULE}.{name}"))
     package = importlib.import_module(BASELINES_PACKAGE)
-    path = Path(package.__file__).parent / FILE
-    if path.is_file():
-        return _read_json(path), str(path)
-    return None
+    for path in sorted(Path(package.__file__).parent.glob(FILES)):
+        found.append((_read_json(path), str(path)))
+    return found
 
 
 def load_reported_rows(path: str | os.PathLike | None = None) -> list[ModelRow]:
@@ -62,8 +64,13 @@ def _load(path: str | os.PathLike | None) -> tuple[list[ModelRow], list[Listenin
         if not path.is_file():
             raise ReportError(f"{path}: no reported-results file")
         return parse_reported(_read_json(path), str(path))
-    found = packaged_data()
-    return parse_reported(*found) if found else ([], [])
+    models: list[ModelRow] = []
+    listening: list[ListeningRow] = []
+    for data, where in packaged_data():
+        more_models, more_listening = parse_reported(data, where)
+        models += more_models
+        listening += more_listening
+    return models, listening
 
 
 def _read_json(path: Path) -> Any:

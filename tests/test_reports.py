@@ -444,3 +444,24 @@ def test_runs_folder_expands_and_reported_rows_add_no_columns(tmp_path):
     assert sorted(r[0] for r in rows) == sorted(["MusicGen†", "Jen-1†", *SCORES])
     jen = next(r for r in rows if r[0] == "Jen-1†")
     assert parse_cell(jen[3]) == (2.0, None, True)  # the best MusicCaps FAD is a reported one
+
+
+def test_packaged_reported_rows_join_the_table(tmp_path, monkeypatch, caplog):
+    from fluxbench.reports import reported
+
+    runs = make_runs(tmp_path / "runs")
+    monkeypatch.setattr(reported, "packaged_data", lambda: [(REPORTED[:1], "fluxbench.models.baselines.reported.TABLE3")])
+    out = tmp_path / "out"
+    assert main(["report", *runs, "--out", str(out), "--format", "csv", "-q"]) == 0
+    records = list(csv.DictReader(io.StringIO((out / "table3.csv").read_text())))
+    assert records[0]["model"] == "MusicGen" and records[0]["reported"] == "true"
+    assert float(records[0]["musiccaps:clap"]) == 0.31 and records[0]["source"] == "FluxMusic paper, Table 3"
+    assert main(["report", *runs, "--out", str(out), "--format", "csv", "--no-reported", "-q"]) == 0
+    assert "MusicGen" not in (out / "table3.csv").read_text()
+
+    # Malformed shipped data leaves the published rows out with a warning instead of failing the report.
+    monkeypatch.setattr(reported, "packaged_data", lambda: [({"bogus": []}, "shipped.json")])
+    with caplog.at_level("WARNING"):
+        assert main(["report", *runs, "--out", str(out), "--format", "csv", "-q"]) == 0
+    assert "published rows left out: shipped.json: unexpected key(s) ['bogus']" in caplog.text
+    assert "MusicGen" not in (out / "table3.csv").read_text()
