@@ -201,3 +201,33 @@ def test_two_process_ddp_matches_one_process_accumulating(tmp_path, manifest):
     a = load_model_folder(single)[0].state_dict()
     b = load_model_folder(tmp_path / "ddp")[0].state_dict()
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+
+
+# ---- the paper's components: frozen T5 + CLAP (embeddings cached), AudioLDM 2 VAE -------------------------
+def test_frozen_hub_text_encoders_are_cached_and_not_trained(tmp_path, manifest, monkeypatch):
+    sys.path.insert(0, str(Path(__file__).parent))
+    import tiny_hub
+
+    root = tmp_path / "hub"
+    tiny_hub.build_t5(root)
+    tiny_hub.build_clap(root)
+    tiny_hub.build_audioldm2(root)
+    config = tiny_config(manifest, tmp_path / "run", conditioner={"kind": "t5-clap", "max_tokens": 16,
+                                                                   "clap_max_tokens": 16},
+                         codec={"kind": "audioldm2"}, normalize=True, steps=2, save_every=1,
+                         weights_dir=str(root))
+    out = train(config, progress=False)
+    (cache,) = (out / "cache").iterdir()
+    from safetensors import safe_open
+
+    with safe_open(str(cache / "shard-00000.safetensors"), framework="pt") as shard:
+        keys = set(shard.keys())
+        assert {"latents", "txt.0", "y.0", "txt.11"} <= keys
+        assert shard.get_tensor("txt.0").shape == (3, 16, 48)  # three captions of clip 0, T5 width 48
+        assert shard.get_tensor("y.0").shape == (3, 32)
+    blob = torch.load(out / "checkpoints" / "step_0000002.pt", weights_only=True)
+    assert "conditioner" not in blob  # frozen encoders are not part of the training state
+    _, spec = load_model_folder(out)
+    assert spec["conditioner"]["kind"] == "t5-clap" and spec["codec"]["kind"] == "audioldm2"
+    assert not (out / "conditioner.safetensors").exists()
+    assert [int(r["step"]) for r in read_losses(out)] == [1, 2]

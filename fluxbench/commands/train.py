@@ -14,7 +14,7 @@ from fluxbench import FluxbenchError
 # CLI option -> TrainConfig field, for options that map one to one.
 _FIELDS = ["manifest", "out", "size", "init", "duration", "objective", "time_sampling", "steps", "global_batch",
            "micro_batch", "lr", "weight_decay", "warmup_steps", "grad_clip", "ema_decay", "ema_every", "null_prob",
-           "precision", "seed", "save_every", "keep_checkpoints", "cache_dir", "sample_steps", "guidance"]
+           "precision", "seed", "save_every", "keep_checkpoints", "cache_dir", "weights_dir", "sample_steps", "guidance"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--codec", choices=["audioldm2", "mel"], help="latent codec (default audioldm2)")
     data.add_argument("--duration", type=float, help="seconds per clip, cropped/padded (default 10.24)")
     data.add_argument("--cache-dir", help="where latents / text embeddings are cached (default OUT/cache)")
+    data.add_argument("--weights-dir", help="folder searched first for hub components (T5, CLAP, AudioLDM 2)")
     objective = parser.add_argument_group("objective")
     objective.add_argument("--objective", choices=["rectified_flow", "ddpm"],
                            help="rectified_flow (default) or ddpm (epsilon prediction, sampled with DDIM)")

@@ -86,6 +86,7 @@ class TrainConfig:
     save_every: int = 1000
     keep_checkpoints: int = 3
     cache_dir: str | None = None
+    weights_dir: str | None = None  # where hub components are looked up first (see fluxbench.weights)
     sample_steps: int = 50  # generation defaults written into the model folder
     guidance: float = 3.5
 
@@ -110,7 +111,8 @@ class TrainConfig:
     # What must agree for a rerun to continue the same run (everything but bookkeeping of length/saving).
     def identity(self) -> dict[str, Any]:
         values = asdict(self)
-        for name in ("steps", "save_every", "keep_checkpoints", "cache_dir", "sample_steps", "guidance"):
+        for name in ("steps", "save_every", "keep_checkpoints", "cache_dir", "weights_dir", "sample_steps",
+                     "guidance"):
             values.pop(name)
         return values
 
@@ -224,7 +226,7 @@ class LatentCache:
                                   for r in rows[start:start + 32]])
                 with torch.no_grad():
                     latents.append(codec.encode(torch.from_numpy(waves).to(device)).float().cpu())
-            tensors["latents"] = torch.cat(latents)
+            tensors["latents"] = torch.cat(latents).contiguous()
             if self.with_text:
                 for index, record in enumerate(rows):
                     with torch.no_grad():
@@ -354,9 +356,8 @@ def build_components(config: TrainConfig, records: list[Record], device: torch.d
     """(codec, text conditioner) for a fresh run; the vocab encoder's vocabulary comes from the captions."""
     from fluxbench.models.fluxmusic.latent import build_codec
 
-    codec = build_codec(dict(config.codec), None)
-    if hasattr(codec, "to"):
-        codec = codec.to(device)
+    hub = {"weights_dir": config.weights_dir, "device": device}
+    codec = build_codec(dict(config.codec), None, **(hub if config.codec.get("kind") != "mel" else {}))
     if config.conditioner.get("kind") == "vocab":
         from fluxbench.models.fluxmusic.vocab_conditioner import VocabConditioner
 
@@ -365,7 +366,7 @@ def build_components(config: TrainConfig, records: list[Record], device: torch.d
     else:
         from fluxbench.models.fluxmusic.conditioner import build_conditioner
 
-        conditioner = build_conditioner(dict(config.conditioner), None)
+        conditioner = build_conditioner(dict(config.conditioner), None, **hub)
     if isinstance(conditioner, nn.Module):
         conditioner = conditioner.to(device)
     return codec, conditioner
