@@ -25,10 +25,10 @@ def t5_tokenizer():
     pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
     pieces += [("▁" + word, -1.0) for word in sorted(set(WORDS))]
     pieces += [(letter, -5.0) for letter in "abcdefghijklmnopqrstuvwxyz,."]
-    return T5Tokenizer(vocab=pieces, extra_ids=0)
+    return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=64)
 
 
-def roberta_tokenizer(max_length: int = 16):
+def roberta_tokenizer(max_length: int = 32):
     """A byte-level BPE tokenizer with the RoBERTa specials and the 256 byte symbols, no merges."""
     from tokenizers.pre_tokenizers import ByteLevel
     from transformers import RobertaTokenizer
@@ -79,6 +79,9 @@ def _mel_vae_and_vocoder(seed: int, rate: int = 16_000):
         model_in_dim=16, sampling_rate=rate, upsample_initial_channel=16, upsample_rates=[5, 4, 8],
         upsample_kernel_sizes=[10, 8, 16], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
         normalize_before=False))
+    with torch.no_grad():  # default init makes a near-silent vocoder; wider weights give audible noise
+        for parameter in vocoder.parameters():
+            parameter.normal_(0.0, 0.2)
     return vae.eval(), vocoder.eval()
 
 
@@ -137,3 +140,85 @@ def _factor(hop: int) -> list[int]:
     if hop != 1:
         raise ValueError(f"hop has a prime factor above 8: {hop}")
     return ratios
+
+
+# ---- AudioLDM 2 --------------------------------------------------------------------------------------------
+def build_audioldm2(root: str | os.PathLike, repo_name: str = "audioldm2", seed: int = 1) -> Path:
+    """CLAP + T5 text, projection, GPT-2 producing 8 conditioning states, a two-level UNet cross-attending to
+    the GPT-2 states and the T5 states, the mel VAE and the 16 kHz vocoder."""
+    from diffusers import AudioLDM2Pipeline, AudioLDM2ProjectionModel, AudioLDM2UNet2DConditionModel
+    from transformers import ClapFeatureExtractor, GPT2Config, GPT2LMHeadModel
+
+    roberta, t5 = roberta_tokenizer(), t5_tokenizer()
+    clap, text_encoder_2 = _clap(roberta, projection=16, seed=seed), _t5_encoder(t5, 24, seed)
+    torch.manual_seed(seed)
+    language_model = GPT2LMHeadModel(GPT2Config(n_embd=16, n_layer=1, n_head=2, vocab_size=8, n_positions=64,
+                                                max_new_tokens=8)).eval()
+    projection = AudioLDM2ProjectionModel(text_encoder_dim=16, text_encoder_1_dim=24, langauge_model_dim=16)
+    unet = AudioLDM2UNet2DConditionModel(
+        sample_size=32, in_channels=8, out_channels=8, block_out_channels=(8, 16), layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=[[None, 16, 24]] * 2, attention_head_dim=4, norm_num_groups=4)
+    vae, vocoder = _mel_vae_and_vocoder(seed)
+    pipeline = AudioLDM2Pipeline(vae=vae, text_encoder=clap, text_encoder_2=text_encoder_2,
+                                 projection_model=projection, language_model=language_model, tokenizer=roberta,
+                                 tokenizer_2=t5, feature_extractor=ClapFeatureExtractor(feature_size=16),
+                                 unet=unet, scheduler=_ddim(), vocoder=vocoder)
+    repo = Path(root) / repo_name
+    pipeline.save_pretrained(repo)
+    return repo
+
+
+# ---- MusicLDM ----------------------------------------------------------------------------------------------
+def build_musicldm(root: str | os.PathLike, repo_name: str = "musicldm", seed: int = 2) -> Path:
+    """CLAP text embedding as the UNet's class embedding (the MusicLDM wiring), mel VAE, 16 kHz vocoder."""
+    from diffusers import MusicLDMPipeline, UNet2DConditionModel
+    from transformers import ClapFeatureExtractor
+
+    roberta = roberta_tokenizer()
+    clap = _clap(roberta, projection=16, seed=seed)
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=32, in_channels=8, out_channels=8, block_out_channels=(8, 16), layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16, attention_head_dim=4, norm_num_groups=4, class_embed_type="simple_projection",
+        projection_class_embeddings_input_dim=16, class_embeddings_concat=True)
+    vae, vocoder = _mel_vae_and_vocoder(seed)
+    pipeline = MusicLDMPipeline(vae=vae, text_encoder=clap, tokenizer=roberta,
+                                feature_extractor=ClapFeatureExtractor(feature_size=16), unet=unet,
+                                scheduler=_ddim(), vocoder=vocoder)
+    repo = Path(root) / repo_name
+    pipeline.save_pretrained(repo)
+    return repo
+
+
+# ---- Stable Audio Open -------------------------------------------------------------------------------------
+def build_stable_audio(root: str | os.PathLike, repo_name: str = "stable-audio-open-1.0", seed: int = 3) -> Path:
+    """T5 text + seconds conditioning, a one-layer DiT, and a stereo 44.1 kHz Oobleck autoencoder (hop 16)
+    whose latent window covers about 0.37 s."""
+    from diffusers import (AutoencoderOobleck, CosineDPMSolverMultistepScheduler, StableAudioDiTModel,
+                           StableAudioPipeline)
+    from diffusers.pipelines.stable_audio import StableAudioProjectionModel
+
+    t5 = t5_tokenizer()
+    text_encoder = _t5_encoder(t5, 24, seed)
+    torch.manual_seed(seed)
+    vae = AutoencoderOobleck(encoder_hidden_size=6, downsampling_ratios=[2, 8], decoder_channels=6,
+                             decoder_input_channels=4, audio_channels=2, channel_multiples=[2, 4],
+                             sampling_rate=44_100)
+    transformer = StableAudioDiTModel(sample_size=1024, in_channels=4, num_layers=1, attention_head_dim=8,
+                                      num_attention_heads=2, num_key_value_attention_heads=2, out_channels=4,
+                                      cross_attention_dim=16, time_proj_dim=8, global_states_input_dim=48,
+                                      cross_attention_input_dim=24)
+    projection = StableAudioProjectionModel(text_encoder_dim=24, conditioning_dim=24, min_value=0, max_value=64)
+    scheduler = CosineDPMSolverMultistepScheduler(solver_order=2, prediction_type="v_prediction", sigma_data=1.0,
+                                                  sigma_schedule="exponential")
+    pipeline = StableAudioPipeline(vae=vae, text_encoder=text_encoder, projection_model=projection, tokenizer=t5,
+                                   transformer=transformer, scheduler=scheduler)
+    repo = Path(root) / repo_name
+    pipeline.save_pretrained(repo)
+    return repo
+
+
+BUILDERS = {"musicgen": build_musicgen, "audioldm2": build_audioldm2, "musicldm": build_musicldm,
+            "stable_audio": build_stable_audio}

@@ -170,3 +170,39 @@ class BaselineModel(TextToMusicModel):
                   "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
                   "fingerprint": self.fingerprint()}
         return GeneratedAudio(np.clip(waveforms, -1.0, 1.0), self.sample_rate, record)
+
+
+class DiffusersModel(BaselineModel):
+    """A diffusers text-to-audio pipeline: prompts, negative prompt, steps, guidance, one generator per clip."""
+
+    pipeline_class: str  # the diffusers class name
+    length_argument = "audio_length_in_s"
+
+    def _build(self, folder: Path) -> None:
+        import diffusers
+
+        pipeline_class = getattr(diffusers, self.pipeline_class)
+        self.pipeline = pipeline_class.from_pretrained(folder, dtype=self.dtype).to(self.device)
+        rate = self.native_rate()
+        if rate != self.spec.sample_rate:
+            raise BaselineError(f"{self.name}: {folder} produces {rate} Hz audio but hf://{self.spec.hub_repo} is "
+                                f"{self.spec.sample_rate} Hz; the folder is another model")
+
+    def native_rate(self) -> int:
+        return int(self.pipeline.vocoder.config.sampling_rate)
+
+    def _generate(self, prompts: list[str], seeds: list[int], duration: float, settings: dict[str, Any],
+                  progress: bool) -> np.ndarray:
+        import torch
+
+        self.pipeline.set_progress_bar_config(disable=not progress)
+        with torch.inference_mode():
+            output = self.pipeline(**self._text_arguments(prompts, settings["negative_prompt"]),
+                                   num_inference_steps=settings["steps"], guidance_scale=settings["guidance"],
+                                   generator=cpu_generators(seeds), output_type="np",
+                                   **{self.length_argument: duration})
+        return np.asarray(output.audios, dtype=np.float32)
+
+    def _text_arguments(self, prompts: list[str], negative_prompt: str) -> dict[str, Any]:
+        """The pipeline's text inputs; an empty negative prompt means the pipeline's own unconditional input."""
+        return {"prompt": prompts, "negative_prompt": [negative_prompt] * len(prompts) if negative_prompt else None}
