@@ -40,7 +40,9 @@ def isolated(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny(hub):
-    return FluxMusicModel.for_size("tiny", checkpoint=hub / "FluxMusic" / "musicflow_tiny.pt", weights_dir=hub)
+    # Encoders stay loaded across the many short generations here (their release is tested on its own).
+    return FluxMusicModel.for_size("tiny", checkpoint=hub / "FluxMusic" / "musicflow_tiny.pt", weights_dir=hub,
+                                   keep_text_encoders=True)
 
 
 # ---- the sampler inside the pipeline reproduces the official record -------------------------------------
@@ -100,6 +102,7 @@ def test_paper_and_official_presets(tiny):
     assert not np.allclose(paper, negative)
 
 
+@pytest.mark.slow
 def test_higher_order_solvers_and_bad_settings(tiny):
     euler = tiny.generate(PROMPTS[:1], duration=0.5, seed=2, steps=2).waveforms
     for solver in ("heun", "midpoint"):
@@ -163,6 +166,7 @@ def test_wrong_text_encoder_for_the_transformer_is_named(hub):
 
 
 # ---- the command ------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_generate_command_writes_wavs_pngs_and_sidecar_and_resumes(hub, tmp_path, capsys):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("\n".join(json.dumps({"id": f"clip {i}", "caption": c}) for i, c in enumerate(PROMPTS, 1)))

@@ -1,0 +1,193 @@
+"""Peak memory of FluxMusic generation per size: an analytic estimate, and a measurement on a GPU.
+
+    python bench/bench_generation.py [--batch 1 4] [--steps 50] [--measure] [--sizes small base ...]
+
+Parameter counts are exact: every component is instantiated on the meta device from in-code copies of the
+real configs (T5 v1.1 XXL encoder, the CLAP RoBERTa text tower, the AudioLDM 2 VAE and HiFi-GAN vocoder, the
+FluxMusic sizes). Generation runs in three phases and the peak is the largest:
+
+- encode: T5 + CLAP weights (fp16 on GPU, as the official sampler) + their activations;
+- denoise: transformer weights (fp32, fp16 autocast) + VAE/vocoder weights + one forward's live tensors at
+  batch B over 1024 music + 256 text tokens (the conditional and unconditional passes run one after the other);
+- decode: the same weights + VAE decoder and vocoder activations at batch B.
+
+With the default release of the text encoders after encoding, they do not count in the later phases; with
+`--keep-text-encoders` they do. The activation terms are upper estimates of the live tensors (see
+`activation_bytes`); the CUDA context (~0.5 GB) and allocator slack are not included.
+
+`--measure` (CUDA only) builds every component at its real size with random weights and runs the real
+pipeline (`FluxMusicModel.generate`, 10.24 s clips), recording `torch.cuda.max_memory_allocated`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+
+import torch
+
+from fluxbench.models.fluxmusic.configs import SIZES, TEXT_TOKENS
+
+GIB = 1024**3
+MUSIC_TOKENS = 1024  # 10.24 s -> latent 8 x 256 x 16 -> 128 x 8 patches
+SAMPLES = 163_840
+MEL_FRAMES = 1024
+
+
+def hub_configs() -> dict:
+    """The real components' configs (facts from the hub repos' config.json files)."""
+    from transformers import ClapTextConfig, SpeechT5HifiGanConfig, T5Config
+
+    return {
+        "t5": T5Config(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+                       feed_forward_proj="gated-gelu", relative_attention_num_buckets=32),
+        "clap": ClapTextConfig(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                               intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1),
+        "vae": dict(in_channels=1, out_channels=1, latent_channels=8, block_out_channels=(128, 256, 512),
+                    down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+                    layers_per_block=2, norm_num_groups=32),
+        "vocoder": SpeechT5HifiGanConfig(model_in_dim=64, sampling_rate=16000, upsample_initial_channel=1024,
+                                         upsample_rates=[5, 4, 2, 2, 2], upsample_kernel_sizes=[16, 16, 8, 4, 4],
+                                         resblock_kernel_sizes=[3, 7, 11], resblock_dilation_sizes=[[1, 3, 5]] * 3,
+                                         normalize_before=False),
+    }
+
+
+def build_components(configs: dict, device: str | torch.device = "meta", dtype: torch.dtype = torch.float32,
+                     names: tuple[str, ...] = ("t5", "clap", "vae", "vocoder")) -> dict[str, torch.nn.Module]:
+    """Randomly initialised components of the real sizes, allocated directly in `dtype` on `device`."""
+    from diffusers import AutoencoderKL
+    from transformers import ClapTextModel, SpeechT5HifiGan, T5EncoderModel
+
+    makers = {"t5": lambda: T5EncoderModel(configs["t5"]), "clap": lambda: ClapTextModel(configs["clap"]),
+              "vae": lambda: AutoencoderKL(**configs["vae"]), "vocoder": lambda: SpeechT5HifiGan(configs["vocoder"])}
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            return {name: makers[name]().eval() for name in names}
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def activation_bytes(size: str, batch: int, configs: dict, half: bool) -> dict[str, int]:
+    """Upper estimates of the live tensors in each phase."""
+    act = 2 if half else 4
+    config = SIZES[size]
+    tokens, h, m = MUSIC_TOKENS + TEXT_TOKENS, config.hidden_size, config.mlp_hidden
+    # One single-stream block: input and residual (2h), fused QKV+MLP output (3h + m), MLP activation (m),
+    # attention output and the concatenation fed to the second linear (h + m), plus q, k, v views (3h).
+    denoise = batch * tokens * (2 * h + 3 * h + m + m + h + m + 3 * h) * act
+    t5 = configs["t5"]
+    encode = batch * TEXT_TOKENS * (3 * t5.d_model + 3 * t5.d_ff) * act + \
+        batch * t5.num_heads * TEXT_TOKENS**2 * act  # attention scores (T5 uses no fused kernel)
+    # VAE decoder at full mel resolution: 128 channels x 1024 x 64 in fp32, about 4 tensors live; the
+    # vocoder's widest stage holds channels x length = 1024 x 1024 .. 32 x 163840 (~5.2M values), 3 resblock
+    # branches + input + output live.
+    vae = batch * 4 * configs["vae"]["block_out_channels"][0] * MEL_FRAMES * 64 * 4
+    vocoder = batch * 5 * 32 * SAMPLES * 4
+    return {"encode": encode, "denoise": denoise, "decode": max(vae, vocoder)}
+
+
+def estimate(size: str, batch: int, configs: dict, counts: dict[str, int], keep: bool) -> dict[str, float]:
+    half = 2  # fp16 text encoders and autocast activations on GPU
+    transformer = SIZES[size].parameter_count() * 4
+    codec = (counts["vae"] + counts["vocoder"]) * 4
+    text = (counts["t5"] + counts["clap"]) * half
+    acts = activation_bytes(size, batch, configs, half=True)
+    phases = {
+        "encode": text + acts["encode"] + transformer + codec,
+        "denoise": transformer + codec + acts["denoise"] + (text if keep else 0),
+        "decode": transformer + codec + acts["decode"] + (text if keep else 0),
+    }
+    return {"weights": (transformer + codec + text) / GIB, **{k: v / GIB for k, v in phases.items()},
+            "peak": max(phases.values()) / GIB}
+
+
+def measure(size: str, batch: int, steps: int, keep: bool) -> float:
+    """Peak GiB allocated by the real pipeline on CUDA with random weights of the real sizes."""
+    from fluxbench.models.fluxmusic.conditioner import T5ClapConditioner, TextConditioning
+    from fluxbench.models.fluxmusic.latent import AudioLDM2Codec
+    from fluxbench.models.fluxmusic.pipeline import FluxMusicModel
+    from fluxbench.models.fluxmusic.transformer import FluxMusicTransformer
+
+    class RandomTextConditioner(T5ClapConditioner):
+        """The T5 + CLAP conditioner with random real-size encoders (no tokenizer: random token ids)."""
+
+        def __init__(self, configs: dict) -> None:
+            super().__init__(device="cuda", context_dim=4096, vector_dim=768)
+            self.configs = configs
+
+        def _load_t5(self):
+            if self._t5 is None:
+                self._t5 = (None, build_components(self.configs, "cuda", torch.float16, ("t5",))["t5"])
+            return self._t5
+
+        def _load_clap(self):
+            if self._clap is None:
+                self._clap = (None, build_components(self.configs, "cuda", torch.float16, ("clap",))["clap"])
+            return self._clap
+
+        def _tokens(self, tokenizer, captions, length):
+            return torch.randint(2, 1000, (len(captions), length), device="cuda"), None
+
+        def cached(self, text):
+            return TextConditioning(self._encode_t5([text]), self._encode_clap([text]))
+
+    configs = hub_configs()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    parts = build_components(configs, "cuda", names=("vae", "vocoder"))
+    codec = AudioLDM2Codec(parts["vae"], parts["vocoder"])
+    with torch.device("cuda"):
+        transformer = FluxMusicTransformer(SIZES[size])
+    model = FluxMusicModel(transformer, RandomTextConditioner(configs), codec, name=f"random-{size}",
+                           device="cuda", keep_text_encoders=keep, batch_size=batch)
+    model.generate(["x"] * batch, duration=SAMPLES / 16000, steps=steps)
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() / GIB
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=["small", "base", "large", "giant", "giant_full"])
+    parser.add_argument("--batch", nargs="+", type=int, default=[1, 4])
+    parser.add_argument("--steps", type=int, default=2, help="sampling steps when measuring (peak does not grow)")
+    parser.add_argument("--keep-text-encoders", action="store_true")
+    parser.add_argument("--measure", action="store_true", help="also measure on CUDA (random weights, real sizes)")
+    args = parser.parse_args(argv)
+    if args.measure and not torch.cuda.is_available():
+        print("--measure needs a CUDA GPU; this machine has none", file=sys.stderr)
+        return 2
+    configs = hub_configs()
+    counts = {name: parameters(module) for name, module in build_components(configs).items()}
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
+    print(f"FluxMusic generation peak memory, 10.24 s clips, fp16 autocast, text encoders "
+          f"{'kept' if args.keep_text_encoders else 'released after encoding'} ({device})")
+    print("component parameters: " + ", ".join(f"{k} {v / 1e6:.1f}M" for k, v in counts.items()))
+    header = ["size", "params", "batch", "weights GiB", "encode", "denoise", "decode", "peak (est.)"]
+    if args.measure:
+        header.append("peak (measured)")
+    rows = []
+    for size in args.sizes:
+        for batch in args.batch:
+            value = estimate(size, batch, configs, counts, args.keep_text_encoders)
+            row = [size, f"{SIZES[size].parameter_count() / 1e6:.1f}M", str(batch), f"{value['weights']:.2f}",
+                   f"{value['encode']:.2f}", f"{value['denoise']:.2f}", f"{value['decode']:.2f}",
+                   f"{value['peak']:.2f}"]
+            if args.measure:
+                row.append(f"{measure(size, batch, args.steps, args.keep_text_encoders):.2f}")
+            rows.append(row)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
