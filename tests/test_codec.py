@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import librosa
 import numpy as np
 import pytest
 import torch
@@ -17,8 +18,6 @@ from fluxbench import FluxbenchError
 from fluxbench.audio import audioldm2_normalize, mel_filterbank, mel_spectrogram
 from fluxbench.models.fluxmusic.latent import AudioLDM2Codec, CodecError, MelCodec, build_codec, codec_weight_requests
 from fluxbench.models.fluxmusic.transformer import patchify, unpatchify
-
-librosa = pytest.importorskip("librosa")
 
 
 @pytest.fixture(scope="module")
