@@ -1,0 +1,119 @@
+"""The reference audio front-end and the file listing/pairing rules of audioldm_eval at git 83d7b13.
+
+83d7b13 is the library's `main` while FluxMusic was evaluated (mid-2024). Its dataset class, shared by the
+VGGish FAD and the PANNs FD/KL/IS paths, does per file:
+1. read as float (torchaudio.load), keep the **first channel** only;
+2. subtract the mean (DC removal);
+3. resample with torchaudio's default windowed-sinc resampler (Hann window, lowpass width 6, rolloff 0.99)
+   to the backbone rate, when the file rate differs;
+4. zero-pad at the end to at least 32000 samples (2 s at 16 kHz, whatever the rate); never crop.
+Files are listed sorted by name; generated and reference folders are "paired" when more than 99 % of the
+basenames (extension included) occur in both folders, in both directions.
+
+Deviations, on purpose: only audio files are listed (the reference feeds every file to the decoder), and a
+file that cannot be read is skipped and counted instead of being silently replaced by the next file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fluxbench import FluxbenchError
+from fluxbench.audio import read_audio
+
+FRONTEND = "audioldm_eval@83d7b13"
+MIN_SAMPLES = 32_000
+PAIRING_THRESHOLD = 0.99
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aif", ".aiff"})
+SINC_WIDTH = 6
+SINC_ROLLOFF = 0.99
+
+
+class AudioFolderError(FluxbenchError):
+    pass
+
+
+def list_audio(folder: str | os.PathLike, role: str = "audio") -> list[Path]:
+    """Audio files directly inside `folder`, sorted by name (hidden files ignored)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise AudioFolderError(f"{role} folder {folder} does not exist or is not a folder")
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise AudioFolderError(f"{role} folder {folder} has no audio files "
+                               f"(looked for {', '.join(sorted(AUDIO_SUFFIXES))})")
+    return files
+
+
+@dataclass(frozen=True)
+class Pairing:
+    paired: bool
+    shared: int
+    generated: int
+    reference: int
+
+    def describe(self) -> str:
+        state = "paired" if self.paired else "unpaired"
+        return (f"{state}: {self.shared} file names shared by {self.generated} generated and "
+                f"{self.reference} reference files (paired needs > {PAIRING_THRESHOLD:.0%} of both)")
+
+
+def pairing(generated_names, reference_names) -> Pairing:
+    """The reference's rule: paired when > 99 % of the names of each folder occur in the other one."""
+    generated, reference = set(generated_names), set(reference_names)
+    shared = len(generated & reference)
+    paired = bool(generated and reference and shared / len(generated) > PAIRING_THRESHOLD
+                  and shared / len(reference) > PAIRING_THRESHOLD)
+    return Pairing(paired, shared, len(generated), len(reference))
+
+
+def sinc_resample(wave: np.ndarray, orig_rate: int, new_rate: int, lowpass_filter_width: int = SINC_WIDTH,
+                  rolloff: float = SINC_ROLLOFF) -> np.ndarray:
+    """Windowed-sinc resampling along the last axis, numerically torchaudio.functional.resample's default.
+
+    Output sample j (time j / new_rate) is sum_i x_i k(i / orig - j / new) in units reduced by the rates' gcd,
+    with k(u) = (f / orig) sinc(pi f u) cos^2(pi f u / (2 W)) for |f u| < W and 0 outside, f = min(orig, new) *
+    rolloff the cutoff, W the lowpass width in zero crossings. The kernel is built in the input's dtype (as
+    the reference does for float32 audio) and the output has ceil(new * length / orig) samples.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if orig_rate <= 0 or new_rate <= 0:
+        raise ValueError(f"sample rates must be positive, got {orig_rate} -> {new_rate}")
+    if orig_rate == new_rate:
+        return wave
+    common = math.gcd(int(orig_rate), int(new_rate))
+    orig, new = int(orig_rate) // common, int(new_rate) // common
+    data = torch.from_numpy(np.ascontiguousarray(wave))
+    cutoff = min(orig, new) * rolloff
+    width = math.ceil(lowpass_filter_width * orig / cutoff)
+    taps = torch.arange(-width, width + orig, dtype=data.dtype)[None, None] / orig
+    times = torch.arange(0, -new, -1, dtype=data.dtype)[:, None, None] / new + taps
+    times = (times * cutoff).clamp(-lowpass_filter_width, lowpass_filter_width)
+    window = torch.cos(times * math.pi / lowpass_filter_width / 2) ** 2
+    times = times * math.pi
+    kernel = torch.where(times == 0, torch.ones_like(times), times.sin() / times) * (window * (cutoff / orig))
+    rows = data.reshape(-1, data.shape[-1])
+    padded = F.pad(rows, (width, width + orig))
+    phases = F.conv1d(padded[:, None], kernel, stride=orig)  # [rows, new phases, frames]
+    out = phases.transpose(1, 2).reshape(rows.shape[0], -1)[:, :math.ceil(new * rows.shape[-1] / orig)]
+    return out.reshape(*data.shape[:-1], out.shape[-1]).numpy()
+
+
+def reference_waveform(path: str | os.PathLike, rate: int) -> np.ndarray:
+    """One file through the 83d7b13 front-end: float32 mono at `rate`, at least MIN_SAMPLES long."""
+    audio, file_rate = read_audio(path)
+    wave = audio[0]
+    wave = wave - wave.mean()
+    if file_rate != rate:
+        wave = sinc_resample(wave, file_rate, rate)
+    if wave.shape[-1] < MIN_SAMPLES:
+        wave = np.pad(wave, (0, MIN_SAMPLES - wave.shape[-1]))
+    return wave.astype(np.float32, copy=False)

@@ -1,0 +1,431 @@
+"""Score a folder of generated audio against a folder of references (the `fluxbench score` pipeline).
+
+    score_folders(gen_dir, ref_dir=None, metrics=None, backbone="paper", captions=None, ids=None,
+                  bootstrap=0, seed=0, cache_dir=None, fad_inf=False, panns="panns-16k", clap_model=None,
+                  clap_long_clips="first", weights=None, weights_dir=None, device=None, progress=False) -> dict
+
+- metrics: names from METRICS ("fad", "fd", "kl", "is", "clap"), a list or a comma-separated string; None
+  means every metric the backbone offers and the inputs allow (CLAP only with captions, IS only with >= 10
+  clips, KL only for paired folders), with the reason for each one left out under "skipped_metrics".
+- backbone: "paper" (VGGish FAD, PANNs CNN14 FD/KL/IS, CLAP; real weights resolved by fluxbench.weights) or
+  "descriptor" (weight-free signal statistics; keys prefixed "descriptor_", never comparable to FAD).
+- captions: a CSV path (columns file/id + caption) or a mapping from file name or id to prompt (CLAP score).
+- ids: restrict to these item ids and pair by file stem (the runner's layout: <id>.wav beside <id>.flac);
+  without ids, clips pair by file name, extension included, under audioldm_eval's 99 % rule.
+- bootstrap: number of resamples for seeded percentile 95 % intervals of every set-level metric (0: none).
+- fad_inf: also extrapolate FAD/FD to infinitely many generated samples ("fad_inf", "fd_inf").
+- weights: optional {backbone name: local path}; weights_dir: a folder holding the official file names.
+
+Returns a JSON-serialisable dict:
+    {"schema": "fluxbench.score", "schema_version": 1, "frontend", "backbone", "backbones": {name: provenance},
+     "metrics": {key: {"value", "ci95": [low, high] | None, "n", "backbone", "reference_name", ...}},
+     "per_clip": {clip: {key: value}}, "generated"/"reference": {"dir", "files", "scored", "silent"},
+     "pairing", "skipped": [{"set", "file", "reason"}], "skipped_metrics": {metric: reason},
+     "warnings": [...], "settings": {...}}
+Metric keys: fad, fd, kl_softmax, kl_sigmoid, is (with "std"), clap, fad_inf, fd_inf; with the descriptor
+backbone the same keys prefixed "descriptor_". "reference_name" is audioldm_eval's key for the same number.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from fluxbench import FluxbenchError, __version__
+from fluxbench.audio import AudioError, read_audio
+from fluxbench.protocols.metrics.bootstrap import (bootstrap_frechet, bootstrap_inception, bootstrap_mean,
+                                                   frechet_inf, rng_for)
+from fluxbench.protocols.metrics.cache import EmbeddingCache, content_hash
+from fluxbench.protocols.metrics.clap_score import clap_cosines
+from fluxbench.protocols.metrics.frechet import (GaussianStats, UnreliableEstimateWarning, frechet_distance,
+                                                 frechet_to_reference)
+from fluxbench.protocols.metrics.inception import inception_score, per_clip_inception_kl
+from fluxbench.protocols.metrics.kl import kl_divergence
+from fluxbench.protocols.metrics.preprocess import FRONTEND, list_audio, pairing
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "fluxbench.score"
+SCHEMA_VERSION = 1
+METRICS = ("fad", "fd", "kl", "is", "clap")
+BACKBONE_CHOICES = ("paper", "descriptor")
+PANNS_CHOICES = ("panns-16k", "panns-32k")
+IS_SPLITS = 10
+IS_SEED = 2020
+MIN_SECONDS = 0.1  # shorter files are broken generations, not music: skipped and counted
+SILENCE_PEAK = 1.0 / 32768  # below one 16-bit step everywhere: digital silence (kept, counted, warned)
+EMBED_BATCH = 8
+REFERENCE_NAMES = {"fad": "frechet_audio_distance", "fd": "frechet_distance",
+                   "kl_softmax": "kullback_leibler_divergence_softmax",
+                   "kl_sigmoid": "kullback_leibler_divergence_sigmoid", "is": "inception_score_mean"}
+CAPTION_ID_COLUMNS = ("file", "filename", "file_name", "path", "id", "ytid", "name")
+CAPTION_TEXT_COLUMNS = ("caption", "text", "prompt", "description")
+
+
+class ScoreError(FluxbenchError):
+    pass
+
+
+@dataclass
+class Clip:
+    key: str  # pairing key and per-clip key: the file name, or the id in ids mode
+    path: Path
+    digest: str
+
+
+@dataclass
+class ClipSet:
+    role: str
+    folder: Path
+    files: int
+    clips: list[Clip] = field(default_factory=list)
+    silent: list[str] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {"dir": str(self.folder), "files": self.files, "scored": len(self.clips), "silent": self.silent}
+
+
+def score_folders(gen_dir, ref_dir=None, metrics=None, backbone: str = "paper", captions=None,
+                  ids: Iterable[str] | None = None, bootstrap: int = 0, seed: int = 0, cache_dir=None,
+                  fad_inf: bool = False, panns: str = "panns-16k", clap_model: str | None = None,
+                  clap_long_clips: str = "first", weights: Mapping[str, str | os.PathLike] | None = None,
+                  weights_dir=None, device: str | None = None, progress: bool = False) -> dict[str, Any]:
+    """Set-level metrics (with intervals) and per-clip values for generated vs reference audio; see module doc."""
+    if backbone not in BACKBONE_CHOICES:
+        raise ScoreError(f"unknown backbone {backbone!r}; expected one of {', '.join(BACKBONE_CHOICES)}")
+    if panns not in PANNS_CHOICES:
+        raise ScoreError(f"unknown PANNs variant {panns!r}; expected one of {', '.join(PANNS_CHOICES)}")
+    if bootstrap < 0 or bootstrap == 1:
+        raise ScoreError(f"--bootstrap {bootstrap}: use 0 (no intervals) or at least 2 resamples")
+    explicit = metrics is not None
+    requested = _parse_metrics(metrics)
+    id_list = list(ids) if ids is not None else None
+    generated = _collect(gen_dir, "generated", id_list)
+    reference = _collect(ref_dir, "reference", id_list) if ref_dir is not None else None
+    caption_map = _captions_for(captions, generated.clips) if captions is not None else None
+    plan, skipped_metrics = _plan(requested, explicit, backbone, panns, generated, reference, caption_map)
+
+    backbones = _load_backbones(sorted({name for name, _ in plan.values()}), weights, weights_dir, device,
+                                clap_model, clap_long_clips)
+    cache = EmbeddingCache(cache_dir)
+    sets = {"generated": generated, "reference": reference}
+    needed = {(name, "generated") for name, _ in plan.values()}
+    needed |= {(name, "reference") for metric, (name, _) in plan.items() if metric in ("fad", "fd", "kl")}
+    outputs = {(name, role): _embed(backbones[name], sets[role], cache, progress) for name, role in sorted(needed)}
+
+    prefix = "descriptor_" if backbone == "descriptor" else ""
+    results: dict[str, dict[str, Any]] = {}
+    per_clip: dict[str, dict[str, float]] = {clip.key: {} for clip in generated.clips}
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnreliableEstimateWarning)
+        for metric, (name, output) in plan.items():
+            gen_out = outputs[(name, "generated")]
+            ref_out = outputs.get((name, "reference"))
+            if metric in ("fad", "fd"):
+                _frechet_metric(metric, prefix, name, output, generated, reference, gen_out, ref_out, bootstrap,
+                                seed, fad_inf, results, per_clip, notes)
+            elif metric == "kl":
+                _kl_metric(prefix, name, generated, reference, gen_out, ref_out, bootstrap, seed, results, per_clip)
+            elif metric == "is":
+                _is_metric(prefix, name, generated, gen_out, bootstrap, seed, results, per_clip)
+            else:
+                _clap_metric(backbones[name], generated, gen_out, caption_map, bootstrap, seed, results, per_clip,
+                             notes)
+    notes += sorted({str(w.message) for w in caught if issubclass(w.category, UnreliableEstimateWarning)})
+    if generated.silent:
+        notes.append(f"{len(generated.silent)} generated clip(s) are digital silence and were scored as such")
+    for note in notes:
+        log.warning(note)
+
+    return {
+        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "fluxbench": __version__, "frontend": FRONTEND,
+        "backbone": backbone,
+        "backbones": {name: bb.provenance() for name, bb in backbones.items()},
+        "metrics": results,
+        "per_clip": {key: values for key, values in per_clip.items() if values},
+        "generated": generated.summary(),
+        "reference": reference.summary() if reference is not None else None,
+        "pairing": _pairing_summary(generated, reference, id_list is not None),
+        "skipped": generated.skipped + (reference.skipped if reference is not None else []),
+        "skipped_metrics": skipped_metrics,
+        "warnings": notes,
+        "settings": {"metrics": list(plan), "bootstrap": bootstrap, "seed": seed, "fad_inf": fad_inf,
+                     "panns": panns if backbone == "paper" else None, "is_splits": IS_SPLITS, "is_seed": IS_SEED,
+                     "ids": id_list is not None, "min_seconds": MIN_SECONDS},
+    }
+
+
+# ---- inputs ---------------------------------------------------------------------------------------------
+def _parse_metrics(metrics) -> list[str]:
+    if metrics is None:
+        return list(METRICS)
+    names = [m.strip().lower() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
+    unknown = [m for m in names if m not in METRICS]
+    if unknown or not names:
+        raise ScoreError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; expected some of "
+                         f"{', '.join(METRICS)}")
+    return list(dict.fromkeys(names))
+
+
+def _collect(folder, role: str, ids: list[str] | None) -> ClipSet:
+    files = list_audio(folder, role)
+    if ids is not None:
+        wanted = set(ids)
+        files = [f for f in files if f.stem in wanted]
+    clip_set = ClipSet(role, Path(folder), len(files))
+    seen: dict[str, Path] = {}
+    for path in files:
+        key = path.stem if ids is not None else path.name
+        if key in seen:
+            raise ScoreError(f"{role} folder {folder}: {seen[key].name} and {path.name} have the same id {key!r}")
+        seen[key] = path
+        reason = _audit(path)
+        if reason == "silent":
+            clip_set.silent.append(key)
+        elif reason:
+            clip_set.skipped.append({"set": role, "file": path.name, "reason": reason})
+            continue
+        clip_set.clips.append(Clip(key, path, content_hash(path)))
+    if clip_set.skipped:
+        log.warning("%s: skipped %d of %d files (%s)", folder, len(clip_set.skipped), len(files),
+                    "; ".join(f"{s['file']}: {s['reason']}" for s in clip_set.skipped[:3])
+                    + (" ..." if len(clip_set.skipped) > 3 else ""))
+    if len(clip_set.clips) < 2:
+        raise ScoreError(f"{role} folder {folder}: {len(clip_set.clips)} usable clip(s) of {len(files)} "
+                         f"file(s); metrics need at least 2" + (f" ({len(clip_set.skipped)} skipped, first: "
+                                                               f"{clip_set.skipped[0]['reason']})"
+                                                               if clip_set.skipped else ""))
+    return clip_set
+
+
+def _audit(path: Path) -> str | None:
+    """Why a file cannot be scored ("silent" for digital silence, which is scored), or None."""
+    try:
+        audio, rate = read_audio(path)
+    except AudioError as error:
+        return str(error).split(": ", 1)[-1]
+    seconds = audio.shape[-1] / rate
+    if seconds < MIN_SECONDS:
+        return f"too short ({seconds:.3f} s < {MIN_SECONDS} s)"
+    if np.abs(audio[0]).max() < SILENCE_PEAK:
+        return "silent"
+    return None
+
+
+def read_captions(path: str | os.PathLike) -> dict[str, str]:
+    """Captions CSV with a header: an id column (file/id/...) and a caption column (caption/text/prompt)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScoreError(f"captions file {path} does not exist")
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        columns = {c.strip().lower(): c for c in reader.fieldnames or []}
+        id_column = next((columns[c] for c in CAPTION_ID_COLUMNS if c in columns), None)
+        text_column = next((columns[c] for c in CAPTION_TEXT_COLUMNS if c in columns), None)
+        if id_column is None or text_column is None:
+            raise ScoreError(f"captions file {path}: columns {list(columns)}; expected one of "
+                             f"{'/'.join(CAPTION_ID_COLUMNS)} and one of {'/'.join(CAPTION_TEXT_COLUMNS)}")
+        table = {}
+        for line, row in enumerate(reader, start=2):
+            key, text = (row.get(id_column) or "").strip(), (row.get(text_column) or "").strip()
+            if not key or not text:
+                raise ScoreError(f"captions file {path}, line {line}: empty {id_column!r} or {text_column!r}")
+            table[Path(key).name] = text
+    return table
+
+
+def _captions_for(captions, clips: list[Clip]) -> dict[str, str]:
+    table = read_captions(captions) if isinstance(captions, (str, os.PathLike)) else dict(captions)
+    matched = {}
+    for clip in clips:
+        for candidate in (clip.key, clip.path.name, clip.path.stem):
+            if candidate in table:
+                matched[clip.key] = table[candidate]
+                break
+    return matched
+
+
+def _plan(requested: list[str], explicit: bool, backbone: str, panns: str, generated: ClipSet,
+          reference: ClipSet | None, captions: dict[str, str] | None) -> tuple[dict[str, tuple[str, str]], dict]:
+    """metric -> (backbone name, output name), and the metrics left out with why."""
+    sources = ({"fad": ("vggish", "frames"), "fd": (panns, "embedding"), "kl": (panns, "logits"),
+                "is": (panns, "logits"), "clap": ("clap", "audio")} if backbone == "paper" else
+               {"fad": ("descriptor", "frames"), "fd": ("descriptor", "embedding"), "kl": ("descriptor", "logits"),
+                "is": ("descriptor", "logits")})
+    plan, skipped = {}, {}
+    for metric in requested:
+        reason = None
+        if metric not in sources:
+            reason = f"the {backbone} backbone has no {metric.upper()}; use --backbone paper"
+        elif metric in ("fad", "fd", "kl") and reference is None:
+            reason = "needs a reference folder"
+        elif metric == "kl" and not pairing([c.key for c in generated.clips],
+                                            [c.key for c in reference.clips]).paired:
+            reason = ("folders are unpaired (" + pairing([c.key for c in generated.clips],
+                                                         [c.key for c in reference.clips]).describe() + ")")
+        elif metric == "is" and len(generated.clips) < IS_SPLITS:
+            reason = f"needs at least {IS_SPLITS} generated clips for its {IS_SPLITS} splits, got {len(generated.clips)}"
+        elif metric == "clap" and not captions:
+            reason = ("needs captions (--captions CSV)" if captions is None else
+                      "no caption matches a generated file name or id")
+        if reason is None:
+            plan[metric] = sources[metric]
+        elif explicit and not (metric == "kl" and "unpaired" in reason):
+            raise ScoreError(f"{metric}: {reason}")
+        else:
+            skipped[metric] = reason
+            log.warning("%s skipped: %s", metric, reason)
+    if not plan:
+        raise ScoreError("no metric can be computed: " + "; ".join(f"{m}: {r}" for m, r in skipped.items()))
+    return plan, skipped
+
+
+def _pairing_summary(generated: ClipSet, reference: ClipSet | None, by_id: bool) -> dict[str, Any] | None:
+    if reference is None:
+        return None
+    info = pairing([c.key for c in generated.clips], [c.key for c in reference.clips])
+    return {"paired": info.paired, "shared": info.shared, "generated": info.generated,
+            "reference": info.reference, "key": "id (file stem)" if by_id else "file name"}
+
+
+# ---- backbones and embeddings ---------------------------------------------------------------------------
+def _load_backbones(names: list[str], weights, weights_dir, device, clap_model, clap_long_clips) -> dict:
+    from fluxbench.protocols.metrics.backbones import load_backbone, weight_sources
+    from fluxbench.weights import resolve_all
+
+    weights = dict(weights or {})
+    requests = [(source, weights.get(name)) for name in names for source in weight_sources(name, clap_model)]
+    paths = iter(resolve_all(requests, weights_dir)) if requests else iter(())
+    loaded = {}
+    for name in names:
+        path = next(paths) if weight_sources(name, clap_model) else None
+        if name == "clap":
+            from fluxbench.protocols.metrics.backbones.clap import ClapBackbone
+
+            loaded[name] = ClapBackbone.from_pretrained(path, device=device or _device(), long_clips=clap_long_clips)
+        else:
+            loaded[name] = load_backbone(name, path, device)
+    return loaded
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _embed(backbone, clip_set: ClipSet, cache: EmbeddingCache, progress: bool) -> dict[str, dict[str, np.ndarray]]:
+    found = {clip.key: cache.get(backbone.fingerprint, clip.digest) for clip in clip_set.clips}
+    todo = [clip for clip in clip_set.clips if found[clip.key] is None]
+    if todo:
+        log.info("%s: embedding %d %s clip(s) (%d cached)", backbone.name, len(todo), clip_set.role,
+                 len(clip_set.clips) - len(todo))
+    bar = _progress(len(todo), f"{backbone.name} {clip_set.role}", progress)
+    for start in range(0, len(todo), EMBED_BATCH):
+        chunk = todo[start:start + EMBED_BATCH]
+        for clip, arrays in zip(chunk, backbone.embed([backbone.load_wave(c.path) for c in chunk])):
+            cache.put(backbone.fingerprint, clip.digest, arrays)
+            found[clip.key] = arrays
+        bar.update(len(chunk))
+    bar.close()
+    return found
+
+
+def _progress(total: int, label: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, unit="clip", disable=not enabled or total == 0, leave=False)
+
+
+# ---- metrics --------------------------------------------------------------------------------------------
+def _entry(value: float, backbone: str, count: int, interval=None, **extra) -> dict[str, Any]:
+    entry = {"value": float(value), "ci95": [interval.low, interval.high] if interval else None, "n": int(count),
+             "backbone": backbone}
+    if interval is not None:
+        entry["bootstrap_std"] = interval.std
+    entry.update(extra)
+    return entry
+
+
+def _frechet_metric(metric, prefix, backbone, output, generated, reference, gen_out, ref_out, bootstrap, seed,
+                    fad_inf, results, per_clip, notes):
+    gen_rows, gen_clip_of_row = _rows(generated, gen_out, output)
+    ref_rows, ref_clip_of_row = _rows(reference, ref_out, output)
+    key = prefix + metric
+    value = frechet_distance(gen_rows, ref_rows)
+    interval = (bootstrap_frechet(gen_rows, ref_rows, bootstrap, rng_for(seed, key),
+                                  gen_clip_of_row if output == "frames" else None,
+                                  ref_clip_of_row if output == "frames" else None) if bootstrap else None)
+    results[key] = _entry(value, backbone, len(generated.clips), interval, n_reference=len(reference.clips),
+                          rows=int(gen_rows.shape[0]), reference_rows=int(ref_rows.shape[0]), dims=int(gen_rows.shape[1]),
+                          **({"reference_name": REFERENCE_NAMES[metric]} if not prefix else {}))
+    reference_stats = GaussianStats.of(ref_rows)
+    if fad_inf:
+        extrapolated = frechet_inf(gen_rows, reference_stats, rng_for(seed, key + "_inf"))
+        results[key + "_inf"] = {"value": extrapolated.value, "ci95": None, "n": len(generated.clips),
+                                 "backbone": backbone, "slope": extrapolated.slope, "r2": extrapolated.r2,
+                                 "sizes": extrapolated.sizes, "distances": extrapolated.distances}
+    if output == "frames":
+        for index, clip in enumerate(generated.clips):
+            frames = gen_rows[gen_clip_of_row == index]
+            if frames.shape[0] >= 2:
+                per_clip[clip.key][key] = frechet_to_reference(frames, None, reference_stats, warn=False)
+        notes.append(f"per-clip {key}: each clip's few frames against the whole reference set (rank-deficient "
+                     "covariances; compare clips with one another, not with the set-level value)")
+
+
+def _rows(clip_set: ClipSet, outputs, output: str) -> tuple[np.ndarray, np.ndarray]:
+    arrays = [np.atleast_2d(np.asarray(outputs[clip.key][output], dtype=np.float64)) for clip in clip_set.clips]
+    owner = np.concatenate([np.full(a.shape[0], i) for i, a in enumerate(arrays)])
+    return np.concatenate(arrays), owner
+
+
+def _kl_metric(prefix, backbone, generated, reference, gen_out, ref_out, bootstrap, seed, results, per_clip):
+    gen = {clip.key: gen_out[clip.key]["logits"] for clip in generated.clips}
+    ref = {clip.key: ref_out[clip.key]["logits"] for clip in reference.clips}
+    result = kl_divergence(gen, ref)
+    if result.unmatched:
+        log.warning("kl: %d reference clip(s) have no generated clip and were skipped", result.unmatched)
+    for variant, value, items in (("softmax", result.softmax, result.per_item_softmax),
+                                  ("sigmoid", result.sigmoid, result.per_item_sigmoid)):
+        key = f"{prefix}kl_{variant}"
+        interval = bootstrap_mean(list(items.values()), bootstrap, rng_for(seed, key)) if bootstrap else None
+        results[key] = _entry(value, backbone, result.count, interval, unmatched=result.unmatched,
+                              unused_generated=result.unused_generated,
+                              **({"reference_name": REFERENCE_NAMES[f"kl_{variant}"]} if not prefix else {}))
+        for clip_key, item_value in items.items():
+            per_clip[clip_key][key] = item_value
+
+
+def _is_metric(prefix, backbone, generated, gen_out, bootstrap, seed, results, per_clip):
+    logits = np.stack([np.asarray(gen_out[clip.key]["logits"], dtype=np.float64) for clip in generated.clips])
+    key = prefix + "is"
+    mean, std = inception_score(logits, IS_SPLITS, True, IS_SEED)
+    interval = bootstrap_inception(logits, bootstrap, rng_for(seed, key), IS_SPLITS, True, IS_SEED) if bootstrap else None
+    results[key] = _entry(mean, backbone, len(generated.clips), interval, std=std, splits=IS_SPLITS,
+                          shuffle_seed=IS_SEED, **({"reference_name": REFERENCE_NAMES["is"]} if not prefix else {}))
+    for clip, value in zip(generated.clips, per_clip_inception_kl(logits)):
+        per_clip[clip.key][key + "_kl"] = float(value)
+
+
+def _clap_metric(backbone, generated, gen_out, captions, bootstrap, seed, results, per_clip, notes):
+    clips = [clip for clip in generated.clips if clip.key in captions]
+    if len(clips) < len(generated.clips):
+        notes.append(f"clap: {len(generated.clips) - len(clips)} generated clip(s) have no caption and were skipped")
+    text = backbone.embed_text([captions[clip.key] for clip in clips])
+    audio = np.stack([gen_out[clip.key]["audio"] for clip in clips])
+    cosines = clap_cosines(text, audio)
+    interval = bootstrap_mean(cosines, bootstrap, rng_for(seed, "clap")) if bootstrap else None
+    results["clap"] = _entry(float(cosines.mean()), "clap", len(clips), interval,
+                             model=backbone.weights_path, long_clips=backbone.long_clips)
+    for clip, value in zip(clips, cosines):
+        per_clip[clip.key]["clap"] = float(value)
