@@ -29,6 +29,7 @@ import numpy as np
 from fluxbench import FluxbenchError
 
 METHODS = ("auto", "sqrtm")
+SMALL_EIGEN_PROBLEM = 256
 
 
 class FrechetInputError(FluxbenchError):
@@ -214,9 +215,13 @@ def _trace_sqrt_gram(rows: np.ndarray, weights: np.ndarray | None, cov_other: np
     if weights is not None:
         keep = weights > 0
         centred = centred[keep] * np.sqrt(weights[keep])[:, None]
-    scaled = torch.from_numpy(np.ascontiguousarray(centred / np.sqrt(count - 1)))
-    gram = scaled @ torch.from_numpy(np.asarray(cov_other, dtype=np.float64)) @ scaled.mT
-    return float(torch.linalg.eigvalsh(gram).clamp(min=0).sqrt().sum())
+    scaled = centred / np.sqrt(count - 1)
+    gram = scaled @ np.asarray(cov_other, dtype=np.float64) @ scaled.T
+    if gram.shape[0] <= SMALL_EIGEN_PROBLEM:  # per-clip and bootstrap sizes: LAPACK call overhead dominates
+        eigenvalues = np.linalg.eigvalsh(gram)
+    else:
+        eigenvalues = torch.linalg.eigvalsh(torch.from_numpy(gram)).numpy()
+    return float(np.sqrt(np.clip(eigenvalues, 0, None)).sum())
 
 
 def _warn_rank_deficient(rows: int, dim: int) -> None:

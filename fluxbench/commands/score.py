@@ -1,0 +1,77 @@
+"""`fluxbench score`: FAD / FD / KL / IS / CLAP between a folder of generated and a folder of reference audio."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+METRIC_LABELS = {"fad": "FAD (VGGish)", "fd": "FD (PANNs)", "kl_softmax": "KL (softmax)",
+                 "kl_sigmoid": "KL (sigmoid)", "is": "IS", "clap": "CLAP score",
+                 "fad_inf": "FAD-inf", "fd_inf": "FD-inf"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gen", required=True, help="folder of generated audio")
+    parser.add_argument("--ref", help="folder of reference audio (needed for fad, fd, kl)")
+    parser.add_argument("--captions", help="CSV with a file/id column and a caption column (CLAP score)")
+    parser.add_argument("--metrics", help="comma-separated subset of fad,fd,kl,is,clap "
+                                          "(default: every metric the backbone and inputs allow)")
+    parser.add_argument("--backbone", default="paper", choices=("paper", "descriptor"),
+                        help="paper: VGGish FAD, PANNs FD/KL/IS, CLAP (real weights); descriptor: weight-free "
+                             "signal statistics, reported as descriptor_* (not comparable to FAD)")
+    parser.add_argument("--panns", default="16k", choices=("16k", "32k"),
+                        help="CNN14 checkpoint: 16k (audioldm_eval's default rate) or 32k")
+    parser.add_argument("--clap-model", help="transformers CLAP model id or folder (default laion/larger_clap_music)")
+    parser.add_argument("--clap-long-clips", default="first", choices=("first", "mean"),
+                        help="clips over 10 s: first 10 s, or the mean embedding of consecutive 10 s windows")
+    parser.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                        help="seeded bootstrap resamples for 95%% intervals (0: none; 1000 is typical)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap / FAD-inf seed")
+    parser.add_argument("--fad-inf", action="store_true", help="also extrapolate FAD/FD to infinite sample size")
+    parser.add_argument("--out", help="results JSON (default: <gen>.scores.json next to the folder)")
+    parser.add_argument("--cache-dir", help="embedding cache (default: $FLUXBENCH_CACHE/embeddings)")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    parser.add_argument("--weights-dir", help="folder holding the official weight files by name")
+    parser.add_argument("--vggish-weights", help="path to vggish-10086976.pth")
+    parser.add_argument("--panns-weights", help="path to the CNN14 checkpoint")
+    parser.add_argument("--device", help="torch device for the backbones (default: cuda when available)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from fluxbench.protocols.metrics.scoring import score_folders
+    from fluxbench.results import write_json_atomic
+    from fluxbench.weights import CACHE_DIR
+
+    panns = f"panns-{args.panns}"
+    weights = {name: path for name, path in (("vggish", args.vggish_weights), (panns, args.panns_weights),
+                                             ("clap", args.clap_model)) if path and Path(path).exists()}
+    cache_dir = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else CACHE_DIR / "embeddings"
+    results = score_folders(args.gen, args.ref, metrics=args.metrics, backbone=args.backbone,
+                            captions=args.captions, bootstrap=args.bootstrap, seed=args.seed, cache_dir=cache_dir,
+                            fad_inf=args.fad_inf, panns=panns, clap_model=args.clap_model,
+                            clap_long_clips=args.clap_long_clips, weights=weights, weights_dir=args.weights_dir,
+                            device=args.device, progress=not args.quiet)
+    gen = Path(args.gen)
+    out = Path(args.out) if args.out else gen.parent / f"{gen.resolve().name}.scores.json"
+    write_json_atomic(out, results)
+    print(format_table(results))
+    print(f"\nper-clip values and provenance: {out}")
+    return 0
+
+
+def format_table(results: dict) -> str:
+    rows = [("metric", "value", "95% CI", "n", "backbone")]
+    for key, entry in results["metrics"].items():
+        label = METRIC_LABELS.get(key, key)
+        value = f"{entry['value']:.4f}" + (f" (std {entry['std']:.3f})" if "std" in entry else "")
+        ci = entry.get("ci95")
+        rows.append((label, value, f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "-", str(entry["n"]), entry["backbone"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    for metric, reason in results["skipped_metrics"].items():
+        lines.append(f"{metric}: skipped ({reason})")
+    skipped = results["skipped"]
+    if skipped:
+        lines.append(f"{len(skipped)} file(s) skipped, e.g. {skipped[0]['file']}: {skipped[0]['reason']}")
+    return "\n".join(lines)
