@@ -60,3 +60,42 @@ from fluxbench.models.baselines.specs import SPECS as _BASELINES, factory_target
 
 for _spec in _BASELINES.values():
     register("model", _spec.name, _baseline_target(_spec), _spec.summary, **_spec.facts())
+
+# Metrics and their backbones (facts only; fluxbench.protocols.metrics computes them).
+for _name, _target, _summary, _facts in [
+    ("fad", "fluxbench.protocols.metrics.frechet:frechet_distance",
+     "Frechet distance of VGGish frames (0.96 s, pre-ReLU, no PCA), all frames pooled",
+     dict(backbone="vggish", reference_name="frechet_audio_distance", lower_is_better=True)),
+    ("fd", "fluxbench.protocols.metrics.frechet:frechet_distance",
+     "Frechet distance of PANNs CNN14 2048-d clip embeddings",
+     dict(backbone="panns-16k", reference_name="frechet_distance", lower_is_better=True)),
+    ("kl", "fluxbench.protocols.metrics.kl:kl_divergence",
+     "KL(reference || generated) of CNN14 class posteriors, pairs matched by file name (softmax and sigmoid)",
+     dict(backbone="panns-16k", reference_name="kullback_leibler_divergence_softmax", lower_is_better=True)),
+    ("is", "fluxbench.protocols.metrics.inception:inception_score",
+     "Inception Score of CNN14 posteriors, 10 splits after the RandomState(2020) shuffle",
+     dict(backbone="panns-16k", reference_name="inception_score_mean", lower_is_better=False)),
+    ("clap", "fluxbench.protocols.metrics.clap_score:clap_score",
+     "mean cosine between CLAP text and audio embeddings of each prompt and its clip",
+     dict(backbone="clap", lower_is_better=False)),
+]:
+    register("metric", _name, _target, _summary, **_facts)
+
+for _name, _target, _summary, _facts in [
+    ("vggish", "fluxbench.protocols.metrics.backbones.vggish:VGGishBackbone.from_weights",
+     "VGGish (torchvggish port), 16 kHz, one 128-d vector per 0.96 s",
+     dict(sample_rate=16000, weights="vggish-10086976.pth (github.com/harritaylor/torchvggish release v0.1)")),
+    ("panns-16k", "fluxbench.protocols.metrics.backbones.panns:Cnn14Backbone.from_weights",
+     "PANNs CNN14 at 16 kHz: 2048-d embedding + 527 AudioSet logits per clip",
+     dict(sample_rate=16000, weights="Cnn14_16k_mAP=0.438.pth (Zenodo record 3987831)")),
+    ("panns-32k", "fluxbench.protocols.metrics.backbones.panns:Cnn14Backbone.from_weights",
+     "PANNs CNN14 at 32 kHz: 2048-d embedding + 527 AudioSet logits per clip",
+     dict(sample_rate=32000, weights="Cnn14_mAP=0.431.pth (Zenodo record 3987831)")),
+    ("clap", "fluxbench.protocols.metrics.backbones.clap:ClapBackbone.from_pretrained",
+     "CLAP text/audio embeddings through transformers ClapModel, 48 kHz",
+     dict(sample_rate=48000, weights="hf://laion/larger_clap_music")),
+    ("descriptor", "fluxbench.protocols.metrics.backbones.descriptor:DescriptorBackbone",
+     "weight-free log-mel statistics + pitch-class profile (descriptor_* metrics, not FAD)",
+     dict(sample_rate=16000, weights=None)),
+]:
+    register("backbone", _name, _target, _summary, **_facts)
