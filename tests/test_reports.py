@@ -465,3 +465,17 @@ def test_packaged_reported_rows_join_the_table(tmp_path, monkeypatch, caplog):
         assert main(["report", *runs, "--out", str(out), "--format", "csv", "-q"]) == 0
     assert "published rows left out: shipped.json: unexpected key(s) ['bogus']" in caplog.text
     assert "MusicGen" not in (out / "table3.csv").read_text()
+
+
+def test_special_characters_are_escaped_in_latex_and_html():
+    from fluxbench.reports.tables import Cell, ModelRow, comparison_table, to_html, to_latex
+
+    rows = [ModelRow("a_b & 50% <x>", {("musiccaps", "fad"): Cell(1.0)}, reported=True, source="S#1"),
+            ModelRow("plain", {("musiccaps", "fad"): Cell(2.0)})]
+    table = comparison_table(rows)
+    latex = to_latex(table)
+    assert r"a\_b \& 50\% <x>$^\dagger$ & -- & -- & \textbf{1.00} \\" in latex
+    assert r"(S\#1)" in latex
+    parser = TableParser()
+    parser.feed(to_html(table))
+    assert parser.rows[-2][0] == ("a_b & 50% <x>†", False) and "&lt;x&gt;" in to_html(table)
