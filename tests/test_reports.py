@@ -358,7 +358,7 @@ def test_table4_from_plain_rows(tmp_path, kind):
                 writer.writerow({k: ";".join(map(str, v)) if isinstance(v, list) else ("" if v is None else v)
                                  for k, v in row.items()})
     out = tmp_path / "out"
-    assert main(["report", "--listening", str(path), "--out", str(out), "-q"]) == 0
+    assert main(["report", "--listening", str(path), "--out", str(out), "--no-reported", "-q"]) == 0
     check_table4((out / "table4.md").read_text(), LISTENING)
     records = {(r["system"]): r for r in csv.DictReader(io.StringIO((out / "table4.csv").read_text()))}
     assert float(records["MusicGen"]["expert:rel"]) == 3.811 and records["MusicGen"]["expert:rel:ci_low"] == ""
@@ -388,7 +388,8 @@ def test_table4_from_human_eval_analysis_outputs(tmp_path):
             for r in LISTENING]
     for path in (as_json, as_csv):
         out = tmp_path / path.stem
-        assert main(["report", "--listening", str(path), "--out", str(out), "--format", "md", "-q"]) == 0
+        assert main(["report", "--listening", str(path), "--out", str(out), "--format", "md", "--no-reported",
+                     "-q"]) == 0
         check_table4((out / "table4.md").read_text(), rows)
 
 
@@ -479,3 +480,26 @@ def test_special_characters_are_escaped_in_latex_and_html():
     parser = TableParser()
     parser.feed(to_html(table))
     assert parser.rows[-2][0] == ("a_b & 50% <x>†", False) and "&lt;x&gt;" in to_html(table)
+
+
+def test_the_papers_rows_shipped_with_the_baselines_join_table3_and_table4(tmp_path):
+    shipped = json.loads((Path(__file__).resolve().parents[1] / "models/baselines/reported_results.json").read_text())
+    runs = make_runs(tmp_path / "runs")
+    listening = tmp_path / "listening.json"
+    listening.write_text(json.dumps(LISTENING))
+    out = tmp_path / "out"
+    assert main(["report", *runs, "--listening", str(listening), "--out", str(out), "--format", "csv", "-q"]) == 0
+    table3 = {r["model"]: r for r in csv.DictReader(io.StringIO((out / "table3.csv").read_text()))}
+    for row in shipped["table3"]:
+        record = table3[row["model"]]
+        assert record["reported"] == "true" and record["source"] == row["source"]
+        labels = {"FAD": "fad", "KL": "kl_softmax", "IS": "is", "CLAP": "clap"}
+        for set_name, metrics in row["sets"].items():
+            for label, value in metrics.items():
+                assert float(record[f"{set_name}:{labels[label]}"]) == value
+    assert [r["reported"] for r in table3.values()] == ["true"] * len(shipped["table3"]) + ["false"] * len(SCORES)
+    table4 = list(csv.DictReader(io.StringIO((out / "table4.csv").read_text())))
+    for row in shipped["table4"]:
+        record = next(r for r in table4 if r["system"] == row["system"] and r["reported"] == "true")
+        assert float(record[f"{row['group']}:ovl"]) == row["ovl"] and float(record[f"{row['group']}:rel"]) == row["rel"]
+    assert {r["system"] for r in table4 if r["reported"] == "false"} == {"FluxMusic", "MusicGen"}
