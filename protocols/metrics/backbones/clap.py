@@ -118,8 +118,10 @@ class ClapBackbone(Backbone):
         outputs = []
         with torch.inference_mode():
             for start in range(0, len(pieces), self.batch_clips):
+                # Pieces are at most 10 s, so neither mode crops at random; the mode must match the model's input.
+                truncation = "fusion" if self.model.config.audio_config.enable_fusion else "rand_trunc"
                 inputs = self.feature_extractor([p.astype(np.float64) for p in pieces[start:start + self.batch_clips]],
-                                                sampling_rate=SAMPLE_RATE, return_tensors="pt")
+                                                sampling_rate=SAMPLE_RATE, truncation=truncation, return_tensors="pt")
                 features = self.model.get_audio_features(
                     input_features=inputs["input_features"].to(self.device),
                     is_longer=inputs.get("is_longer").to(self.device) if "is_longer" in inputs else None)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from fluxbench.audio import mel_filterbank
-from fluxbench.protocols.metrics.backbones import Backbone, load_strict, read_state_dict
+from fluxbench.protocols.metrics.backbones import Backbone, BackboneError, load_strict, read_state_dict
 from fluxbench.protocols.metrics.preprocess import FRONTEND, reference_waveform
 from fluxbench.weights import WeightSource, sha256_of
 
@@ -52,6 +52,19 @@ class Cnn14Config:
     fmax: float = 8000.0
     widths: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)
     classes: int = 527
+
+
+def config_from_state_dict(base: Cnn14Config, state: dict) -> Cnn14Config:
+    """`base` (rate, hop, band edges of the named checkpoint) with the layer sizes read off the weights."""
+    from dataclasses import replace
+
+    try:
+        widths = tuple(int(state[f"conv_block{i}.conv1.weight"].shape[0]) for i in range(1, 7))
+        return replace(base, widths=widths, classes=int(state["fc_audioset.weight"].shape[0]),
+                       mel_bins=int(state["bn0.weight"].shape[0]),
+                       n_fft=int(state["spectrogram_extractor.stft.conv_real.weight"].shape[-1]))
+    except KeyError:
+        return base  # not CNN14-shaped: the strict load names the mismatch
 
 
 CNN14_CONFIGS = {
@@ -156,12 +169,17 @@ class Cnn14Backbone(Backbone):
         self.net = net.to(device)
 
     @classmethod
-    def from_weights(cls, name: str, path: str | os.PathLike, config: Cnn14Config | None = None,
-                     device: str = "cpu") -> Cnn14Backbone:
+    def from_weights(cls, name: str, path: str | os.PathLike, device: str = "cpu") -> Cnn14Backbone:
         path = Path(path)
-        config = config or CNN14_CONFIGS[name]
+        if not path.is_file():
+            raise BackboneError(f"{path}: PANNs CNN14 weights file does not exist")
+        state = read_state_dict(path, "PANNs CNN14")
+        config = config_from_state_dict(CNN14_CONFIGS[name], state)
+        if config.n_fft != CNN14_CONFIGS[name].n_fft:
+            raise BackboneError(f"{path}: STFT of {config.n_fft} points, but {name} uses "
+                                f"{CNN14_CONFIGS[name].n_fft}; is this the checkpoint of the other rate?")
         net = build_cnn14(config)
-        load_strict(net, read_state_dict(path, "PANNs CNN14"), path, "PANNs CNN14")
+        load_strict(net, state, path, "PANNs CNN14")
         return cls(name, net, config, str(path), sha256_of(path), device)
 
     @property

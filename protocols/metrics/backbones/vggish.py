@@ -51,6 +51,16 @@ class VGGishConfig:
     hidden: int = 4096
     embedding: int = 128
 
+    @classmethod
+    def from_state_dict(cls, state: dict) -> VGGishConfig:
+        """Layer sizes read off the weights (the release file gives the defaults)."""
+        convs = sorted((int(key.split(".")[1]), tensor) for key, tensor in state.items()
+                       if key.startswith("features.") and key.endswith(".weight"))
+        if len(convs) != 6 or "embeddings.0.weight" not in state or "embeddings.4.weight" not in state:
+            return cls()  # not VGGish-shaped: the strict load names the mismatch
+        return cls(tuple(int(t.shape[0]) for _, t in convs), int(state["embeddings.0.weight"].shape[0]),
+                   int(state["embeddings.4.weight"].shape[0]))
+
 
 def htk_mel_matrix(bins: int = FFT_SIZE // 2 + 1, bands: int = MEL_BANDS, low: float = MEL_LOW_HZ,
                    high: float = MEL_HIGH_HZ, rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -120,15 +130,17 @@ class VGGishBackbone(Backbone):
         self.net = net.to(device)
 
     @classmethod
-    def from_weights(cls, path: str | os.PathLike, config: VGGishConfig = VGGishConfig(),
-                     device: str = "cpu") -> VGGishBackbone:
+    def from_weights(cls, path: str | os.PathLike, device: str = "cpu") -> VGGishBackbone:
         path = Path(path)
+        if not path.is_file():
+            raise BackboneError(f"{path}: VGGish weights file does not exist")
         digest = sha256_of(path)
         if path.name == VGGISH_WEIGHTS.local_name and not digest.startswith(VGGISH_SHA256_PREFIX):
             raise BackboneError(f"{path}: sha256 {digest[:8]}... does not match the release file "
                                 f"({VGGISH_SHA256_PREFIX}...); download it again from {VGGISH_WEIGHTS.url}")
-        net = build_vggish(config)
-        load_strict(net, read_state_dict(path, "VGGish"), path, "VGGish")
+        state = read_state_dict(path, "VGGish")
+        net = build_vggish(VGGishConfig.from_state_dict(state))
+        load_strict(net, state, path, "VGGish")
         return cls(net, str(path), digest, device)
 
     @property
