@@ -95,6 +95,7 @@ def test_a_folder_that_is_not_the_repo_is_refused(tmp_path):
         registry.get("model", "audioldm2-music").create(weights_dir=tmp_path)
 
 
+@pytest.mark.slow
 def test_env_var_and_explicit_path_reach_the_same_copy(tiny_root, monkeypatch):
     repo = tiny_root("musicgen-small") / "musicgen-small"
     by_path = registry.get("model", "musicgen-small").create(checkpoint=repo)
@@ -142,6 +143,21 @@ def test_native_rate_output_and_fingerprint_follow_the_weights(tiny_root, tmp_pa
     assert other.fingerprint() != model.fingerprint()
     assert model.fingerprint() != registry.get("model", "musicgen-small").create(
         weights_dir=tiny_root("musicgen-small")).fingerprint()  # the output rate is part of the identity
+
+
+@pytest.mark.slow
+def test_device_and_dtype_options(tiny_root):
+    import torch
+
+    from fluxbench import FluxbenchError
+
+    model = registry.get("model", "musicgen-small").create(weights_dir=tiny_root("musicgen-small"), device="cpu",
+                                                           dtype="bfloat16")
+    assert model.model.dtype == torch.bfloat16
+    audio = model.generate(PROMPTS[:1], duration=DURATION, seed=5)
+    assert np.isfinite(audio.waveforms).all() and audio.settings["dtype"] == "bfloat16"
+    with pytest.raises(FluxbenchError, match="unknown dtype 'float8'"):
+        registry.get("model", "musicgen-small").create(weights_dir=tiny_root("musicgen-small"), dtype="float8")
 
 
 # ---- settings ----------------------------------------------------------------------------------------------
@@ -226,3 +242,50 @@ def test_reported_rows_carry_their_source_and_load_as_reported():
     rows, listening = load_reported_rows(), load_reported_listening_rows()
     assert {row.label for row in rows} >= {"FluxMusic", "MusicGen"} and all(row.reported for row in rows)
     assert len(listening) == 8 and all(row.reported for row in listening)
+
+
+# ---- MusicGen's per-clip sampler -----------------------------------------------------------------------------
+@pytest.mark.parametrize("top_k, top_p", [(3, 0.0), (0, 0.8)])
+def test_per_clip_sampler_draws_from_the_guided_truncated_distribution(top_k, top_p):
+    """Frequencies of 6000 draws against the distribution computed by hand: softmax((u + g (c - u)) / T) cut to
+    the top k tokens, or to the smallest set reaching probability p."""
+    import torch
+
+    from fluxbench.models.baselines.musicgen import PerClipSampler
+
+    conditional = np.array([2.0, 1.0, 0.5, 0.0, -1.0])
+    unconditional = np.array([1.0, 1.0, 1.0, 0.2, 0.0])  # guided: 3, 1, 0, -0.2, -2 (no ties)
+    guidance, temperature = 2.0, 1.5
+    logits = (unconditional + guidance * (conditional - unconditional)) / temperature
+    probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    order = np.argsort(-probabilities)
+    keep = order[:top_k] if top_k else order[:np.searchsorted(np.cumsum(probabilities[order]), top_p) + 1]
+    expected = np.zeros(5)
+    expected[keep] = probabilities[keep] / probabilities[keep].sum()
+
+    sampler = PerClipSampler([torch.Generator().manual_seed(0)], codebooks=1, guidance=guidance,
+                             temperature=temperature, top_k=top_k, top_p=top_p)
+    scores = torch.tensor(np.stack([conditional, unconditional]), dtype=torch.float32)
+    counts = np.zeros(5)
+    for _ in range(6000):
+        mask = sampler(None, scores)
+        assert mask.shape == (2, 5) and torch.equal(mask[0], mask[1])
+        counts[int(mask[0].argmax())] += 1
+    np.testing.assert_allclose(counts / counts.sum(), expected, atol=0.02)
+
+
+def test_per_clip_sampler_rows_follow_their_own_generator():
+    import torch
+
+    from fluxbench.models.baselines.musicgen import PerClipSampler
+
+    scores = torch.zeros(2 * 4, 50)  # two clips x four codebooks, uniform logits, no guidance rows
+
+    def draws(seeds):
+        sampler = PerClipSampler([torch.Generator().manual_seed(s) for s in seeds], codebooks=4, guidance=1.0,
+                                 temperature=1.0, top_k=0, top_p=0.0)
+        return sampler(None, scores[: 4 * len(seeds)]).argmax(-1)
+
+    pair = draws([7, 8])
+    assert torch.equal(pair[4:], draws([8])) and torch.equal(pair[:4], draws([7]))
+    assert not torch.equal(pair[:4], pair[4:])
