@@ -79,6 +79,7 @@ class TableRow:
     cells: dict[str, Cell]  # column key -> cell
     reported: bool = False
     source: str = ""
+    ranked: bool = True  # False: shown for reference (real recordings), never emphasised
 
 
 @dataclass
@@ -117,7 +118,7 @@ class Table:
             if column.lower_is_better is None:
                 continue
             shown = {i: round(self.cell(row, column).number, column.decimals)
-                     for i, row in enumerate(self.rows) if self.cell(row, column).number is not None}
+                     for i, row in enumerate(self.rows) if row.ranked and self.cell(row, column).number is not None}
             if len(set(shown.values())) < 2:  # a single value, or all tied: nothing stands out
                 continue
             target = (min if column.lower_is_better else max)(shown.values())
@@ -428,6 +429,7 @@ def architecture_table(family: str | None = "fluxmusic") -> Table:
 # ---- Table 4: listening tests -------------------------------------------------------------------------------
 
 LISTENING_GROUPS = ("beginner", "expert")
+GROUND_TRUTH = "ground truth"  # the listening tests' name for the real recordings
 ASPECT_LABELS = {"ovl": "OVL", "rel": "REL"}
 
 
@@ -562,9 +564,12 @@ def listening_table(rows: list[ListeningRow], decimals: int = 2) -> Table:
             for aspect in ASPECT_LABELS:
                 ci = getattr(r, f"{aspect}_ci95")
                 cells[f"{r.group}:{aspect}"] = Cell(getattr(r, aspect), *(ci or (None, None)), n=r.n)
-        table_rows.append(TableRow(system, cells, reported, "; ".join(sorted({r.source for r in own if r.source}))))
+        table_rows.append(TableRow(system, cells, reported, "; ".join(sorted({r.source for r in own if r.source})),
+                                   ranked=system.strip().lower() != GROUND_TRUTH))
     counts = sorted({r.n for r in rows if r.n is not None and not r.reported})
     notes = ["OVL: overall quality; REL: relevance to the caption; mean opinion scores on a 1-5 scale."]
+    if not all(row.ranked for row in table_rows):
+        notes.append("Ground truth (the real recordings) is shown for reference and not ranked.")
     if counts:
         notes.append(f"Ratings per mean: {counts[0]}" + (f" to {counts[-1]}." if len(counts) > 1 else "."))
     return Table("table4", "Listening test (paper Table 4 layout)", "System", columns, table_rows, notes)

@@ -503,3 +503,19 @@ def test_the_papers_rows_shipped_with_the_baselines_join_table3_and_table4(tmp_p
         record = next(r for r in table4 if r["system"] == row["system"] and r["reported"] == "true")
         assert float(record[f"{row['group']}:ovl"]) == row["ovl"] and float(record[f"{row['group']}:rel"]) == row["rel"]
     assert {r["system"] for r in table4 if r["reported"] == "false"} == {"FluxMusic", "MusicGen"}
+
+
+def test_ground_truth_is_shown_but_not_ranked(tmp_path):
+    listening = tmp_path / "listening.json"
+    listening.write_text(json.dumps(LISTENING + [
+        {"system": "Ground truth", "group": g, "ovl": 4.5, "rel": 4.4, "n": 40} for g in ("expert", "beginner")]))
+    out = tmp_path / "out"
+    assert main(["report", "--listening", str(listening), "--out", str(out), "--format", "md", "--no-reported",
+                 "-q"]) == 0
+    text = (out / "table4.md").read_text()
+    _, shown = parse_markdown(text)
+    truth = next(r for r in shown if r[0] == "Ground truth")
+    assert [parse_cell(c) for c in truth[1:]] == [(4.5, None, False), (4.4, None, False)] * 2
+    without_truth = "\n".join(line for line in text.splitlines() if not line.startswith("| Ground truth |"))
+    check_table4(without_truth, LISTENING)  # emphasis among the systems only
+    assert "Ground truth (the real recordings) is shown for reference and not ranked." in text
