@@ -237,6 +237,7 @@ def scaling_plot(rows: Sequence[ModelRow], x: str = "parameters", metrics: Seque
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     for ax, metric in zip(axes, panels):
         info = METRICS.get(metric)
+        named: set[tuple[float, str]] = set()
         for index, set_name in enumerate(set_names):
             s = series.get(f"{set_name}:{metric}")
             if s is None:
@@ -246,12 +247,16 @@ def scaling_plot(rows: Sequence[ModelRow], x: str = "parameters", metrics: Seque
             ax.errorbar(s["x"], s["y"], yerr=errors, marker="o", capsize=3, color=f"C{index % 10}",
                         label=set_title(set_name), gid=f"{set_name}:{metric}")
             for size, value, label in zip(s["x"], s["y"], s["labels"]):
-                ax.annotate(label, (size, value), textcoords="offset points", xytext=(4, 4), fontsize=7)
+                if (size, label) not in named:  # one name per model, not one per set
+                    named.add((size, label))
+                    ax.annotate(label, (size, value), textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.set_xscale("log")
         # Ticks at the model sizes themselves: a few sizes often fall within one decade.
         sizes = sorted({float(v) for s in series.values() if s["metric"] == metric for v in s["x"]})
         ax.set_xticks(sizes, [format_parameters(v) if x == "parameters" else f"{v:g}" for v in sizes])
         ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.tick_params(axis="x", labelrotation=30)
+        ax.margins(x=0.2)
         ax.set_xlabel(SCALING_AXES[x])
         arrow = "" if info is None else (" (lower is better)" if info.lower_is_better else " (higher is better)")
         ax.set_ylabel((info.label if info else metric) + arrow)
