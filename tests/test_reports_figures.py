@@ -182,6 +182,13 @@ def test_scaling_plot_draws_metric_against_size():
     assert [t.get_text() for t in fad_ax.get_xticklabels()] == ["142.3M", "473.9M", "840.6M"]
     assert clap_ax.get_ylabel() == "CLAP (higher is better)"
 
+    for row, gflops in zip(rows, (1162.6, 194.5, 654.4, None)):
+        row.gflops = gflops
+    by_flops = scaling_plot(rows, x="gflops", metrics=["fad"])
+    assert len(by_flops.figure.axes) == 1 and by_flops.figure.axes[0].get_xlabel() == "GFLOPs per forward"
+    np.testing.assert_array_equal(by_flops.data["musiccaps:fad"]["x"], [194.5, 654.4, 1162.6])
+    np.testing.assert_array_equal(by_flops.data["musiccaps:fad"]["y"], [3.0, 2.5, 2.0])
+
 
 # ---- headless, and the page ----------------------------------------------------------------------------------
 
