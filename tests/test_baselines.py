@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from fluxbench import registry
+from fluxbench.audio import read_audio
 from fluxbench.models.baselines.specs import SPECS
 from fluxbench.weights import MissingWeightsError
 
@@ -289,3 +290,21 @@ def test_per_clip_sampler_rows_follow_their_own_generator():
     pair = draws([7, 8])
     assert torch.equal(pair[4:], draws([8])) and torch.equal(pair[:4], draws([7]))
     assert not torch.equal(pair[:4], pair[4:])
+
+
+def test_generate_command_passes_loading_options_to_baselines(tiny_root, tmp_path):
+    """`fluxbench generate` reaches a baseline through --weights-dir and honours --device/--batch-size."""
+    import json
+
+    from fluxbench.cli import main
+
+    root = tiny_root("musicgen-small")
+    out = tmp_path / "out"
+    code = main(["generate", "--model", "musicgen-small", "--weights-dir", str(root), "--device", "cpu",
+                 "--batch-size", "1", "--duration", str(DURATION), "--prompt", PROMPTS[0], "--out", str(out), "-q"])
+    assert code == 0
+    wavs = sorted(out.glob("*.wav"))
+    assert len(wavs) == 1
+    audio, rate = read_audio(wavs[0])
+    assert rate == 16000 and audio.shape[-1] == round(DURATION * 16000)
+    assert json.loads((out / "generation.json").read_text())

@@ -35,9 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--duration", type=float, default=10.24, help="seconds per clip (default: 10.24, the paper's)")
     what.add_argument("--mel-png", action="store_true", help="also write a mel-spectrogram PNG per clip")
     how = parser.add_argument_group("sampling")
-    how.add_argument("--preset", choices=["paper", "official"], default="paper",
-                     help="paper: 50 steps, guidance 3.5, empty negative; official: the released sample.py "
-                          "(guidance 7.0, negative 'low quality, gentle')")
+    how.add_argument("--preset", choices=["paper", "official"],
+                     help="FluxMusic: paper (default: 50 steps, guidance 3.5, empty negative) or official: the "
+                          "released sample.py (guidance 7.0, negative 'low quality, gentle')")
     how.add_argument("--seed", type=int, default=0, help="clip i gets seed + i (default: 0)")
     how.add_argument("--steps", type=int, help="sampling steps (overrides the preset)")
     how.add_argument("--guidance", type=float, help="classifier-free guidance scale (overrides the preset)")
@@ -127,7 +127,7 @@ def build_model(args: argparse.Namespace):
     from fluxbench import registry
 
     options: dict[str, Any] = {"device": args.device, "dtype": args.dtype, "batch_size": args.batch_size,
-                               "keep_text_encoders": args.keep_text_encoders, "preset": args.preset,
+                               "keep_text_encoders": args.keep_text_encoders, "preset": args.preset or "paper",
                                "weights_dir": args.weights_dir, "use_t5": not args.no_t5,
                                "use_clap": not args.no_clap}
     if Path(args.model).is_dir():
@@ -135,8 +135,10 @@ def build_model(args: argparse.Namespace):
 
         return FluxMusicModel.from_folder(args.model, **options)
     entry = registry.get("model", args.model)
-    if entry.facts.get("family") != "fluxmusic":
-        return entry.create()
+    if entry.facts.get("family") != "fluxmusic":  # baselines take the loading options they share
+        shared = {"device": args.device, "dtype": args.dtype, "batch_size": args.batch_size,
+                  "weights_dir": args.weights_dir, "checkpoint": args.checkpoint}
+        return entry.create(**{k: v for k, v in shared.items() if v is not None})
     for name in ("checkpoint", "t5", "clap", "audioldm2", "vae", "vocoder"):
         if getattr(args, name):
             options[name] = getattr(args, name)
