@@ -43,8 +43,9 @@ def main(args: argparse.Namespace) -> int:
     from fluxbench.weights import CACHE_DIR
 
     panns = f"panns-{args.panns}"
-    weights = {name: path for name, path in (("vggish", args.vggish_weights), (panns, args.panns_weights),
-                                             ("clap", args.clap_model)) if path and Path(path).exists()}
+    weights = {name: path for name, path in (("vggish", args.vggish_weights), (panns, args.panns_weights)) if path}
+    if args.clap_model and Path(args.clap_model).exists():  # a local folder; otherwise a hub id
+        weights["clap"] = args.clap_model
     cache_dir = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else CACHE_DIR / "embeddings"
     results = score_folders(args.gen, args.ref, metrics=args.metrics, backbone=args.backbone,
                             captions=args.captions, bootstrap=args.bootstrap, seed=args.seed, cache_dir=cache_dir,
