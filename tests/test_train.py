@@ -204,6 +204,7 @@ def test_two_process_ddp_matches_one_process_accumulating(tmp_path, manifest):
 
 
 # ---- the paper's components: frozen T5 + CLAP (embeddings cached), AudioLDM 2 VAE -------------------------
+@pytest.mark.slow
 def test_frozen_hub_text_encoders_are_cached_and_not_trained(tmp_path, manifest, monkeypatch):
     sys.path.insert(0, str(Path(__file__).parent))
     import tiny_hub

@@ -111,7 +111,7 @@ class TrainConfig:
     # What must agree for a rerun to continue the same run (everything but bookkeeping of length/saving).
     def identity(self) -> dict[str, Any]:
         values = asdict(self)
-        for name in ("steps", "save_every", "keep_checkpoints", "cache_dir", "weights_dir", "sample_steps",
+        for name in ("out", "steps", "save_every", "keep_checkpoints", "cache_dir", "weights_dir", "sample_steps",
                      "guidance"):
             values.pop(name)
         return values
@@ -573,7 +573,8 @@ def train(config: TrainConfig, device_choice: str = "auto", progress: bool = Tru
         save_official(out / CHECKPOINT_DIR / f"step_{step:07d}.pt", ema.shadow["transformer"], **entries)
         for old in _checkpoints(out)[:-config.keep_checkpoints]:
             old.unlink()
-        export_model_folder(out, config, transformer, ema, text_encoder, {**spec, "training": {"step": step}})
+        export_model_folder(out, config, transformer, ema, text_encoder,
+                            {**spec, "training": {"step": step, "steps": config.steps}})
 
     stream = SampleStream(len(records), config.seed)
     losses = LossLog(out, step) if dist.main else None
