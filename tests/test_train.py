@@ -120,6 +120,14 @@ def test_loss_falls_and_ddpm_objective_trains(tmp_path, manifest):
     assert spec["objective_options"] == {"train_steps": 1000, "beta_start": 1e-4, "beta_end": 0.02}
 
 
+def test_bf16_autocast_path_trains(tmp_path, manifest):
+    out = train(tiny_config(manifest, tmp_path / "bf16", precision="bf16", steps=2, save_every=2), progress=False)
+    losses = [r["loss"] for r in read_losses(out)]
+    assert len(losses) == 2 and all(0 < loss < 10 for loss in losses)
+    blob = torch.load(out / "checkpoints" / "step_0000002.pt", weights_only=True)
+    assert all(v.dtype == torch.float32 for v in blob["model"].values())  # master weights stay float32
+
+
 def test_a_different_run_in_the_same_folder_is_refused(tmp_path, manifest):
     out = tmp_path / "run"
     out.mkdir()
@@ -226,6 +234,14 @@ def test_frozen_hub_text_encoders_are_cached_and_not_trained(tmp_path, manifest,
         assert {"latents", "txt.0", "y.0", "txt.11"} <= keys
         assert shard.get_tensor("txt.0").shape == (3, 16, 48)  # three captions of clip 0, T5 width 48
         assert shard.get_tensor("y.0").shape == (3, 32)
+        # The cached embeddings are the encoder's own (batched encoding split back per clip, in bfloat16).
+        from fluxbench.models.fluxmusic.conditioner import build_conditioner
+
+        encoder = build_conditioner(config.conditioner, None, weights_dir=str(root))
+        records = read_manifest(manifest)
+        expected = encoder.encode(list(records[11].captions))
+        torch.testing.assert_close(shard.get_tensor("txt.11").float(), expected.txt, atol=0.02, rtol=0.01)
+        torch.testing.assert_close(shard.get_tensor("y.11").float(), expected.y, atol=0.02, rtol=0.01)
     blob = torch.load(out / "checkpoints" / "step_0000002.pt", weights_only=True)
     assert "conditioner" not in blob  # frozen encoders are not part of the training state
     _, spec = load_model_folder(out)

@@ -227,12 +227,17 @@ class LatentCache:
                 with torch.no_grad():
                     latents.append(codec.encode(torch.from_numpy(waves).to(device)).float().cpu())
             tensors["latents"] = torch.cat(latents).contiguous()
-            if self.with_text:
-                for index, record in enumerate(rows):
+            if self.with_text:  # every caption of 32 clips per encoder call, split back per clip
+                for start in range(0, len(rows), 32):
+                    chunk = rows[start:start + 32]
                     with torch.no_grad():
-                        encoded = conditioner.encode(list(record.captions))
-                    tensors[f"txt.{index}"] = encoded.txt.to(torch.bfloat16).cpu().contiguous()
-                    tensors[f"y.{index}"] = encoded.y.to(torch.bfloat16).cpu().contiguous()
+                        encoded = conditioner.encode([c for r in chunk for c in r.captions])
+                    offset = 0
+                    for index, record in enumerate(chunk, start):
+                        span = slice(offset, offset + len(record.captions))
+                        tensors[f"txt.{index}"] = encoded.txt[span].to(torch.bfloat16).cpu().contiguous()
+                        tensors[f"y.{index}"] = encoded.y[span].to(torch.bfloat16).cpu().contiguous()
+                        offset += len(record.captions)
             tmp = _atomic_target(self.shard_path(shard))
             save_file(tensors, tmp)
             os.replace(tmp, self.shard_path(shard))
