@@ -233,7 +233,7 @@ class Runner:
             self.dist.barrier()
         if self.rank != 0:
             return None
-        if self.config.shard and not all(self.store.has(k) for k in keys.values()):
+        if self.config.shard:  # shards only generate; one plain run scores once every shard is done
             done = sum(self.store.has(k) for k in keys.values())
             log.info("shard %d/%d done; %d of %d clips exist: run without --shard to score once all are done",
                      *self.shard, done, len(keys))
