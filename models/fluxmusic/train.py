@@ -578,7 +578,7 @@ def train(config: TrainConfig, device_choice: str = "auto", progress: bool = Tru
         save_official(out / CHECKPOINT_DIR / f"step_{step:07d}.pt", ema.shadow["transformer"], **entries)
         for old in _checkpoints(out)[:-config.keep_checkpoints]:
             old.unlink()
-        export_model_folder(out, config, transformer, ema, text_encoder,
+        export_model_folder(out, transformer, ema, text_encoder,
                             {**spec, "training": {"step": step, "steps": config.steps}})
 
     stream = SampleStream(len(records), config.seed)
@@ -644,8 +644,8 @@ def train(config: TrainConfig, device_choice: str = "auto", progress: bool = Tru
     return out
 
 
-def export_model_folder(out: Path, config: TrainConfig, transformer: FluxMusicTransformer, ema: EMA,
-                        text_encoder: nn.Module | None, spec: dict[str, Any]) -> None:
+def export_model_folder(out: Path, transformer: FluxMusicTransformer, ema: EMA, text_encoder: nn.Module | None,
+                        spec: dict[str, Any]) -> None:
     """Write the EMA weights as a trained-model folder (what sampling loads)."""
     averaged = FluxMusicTransformer(transformer.config)
     averaged.load_state_dict(ema.shadow["transformer"])
