@@ -214,12 +214,11 @@ def test_ddim_guidance_and_record():
 def golden():
     from safetensors.torch import load_file
 
-    transformer = pytest.importorskip("fluxbench.models.fluxmusic.transformer")
-    from fluxbench.models.fluxmusic import FluxMusicConfig
+    from fluxbench.models.fluxmusic import FluxMusicConfig, FluxMusicTransformer
 
     tensors = load_file(str(GOLDEN / "flux_tiny_a.safetensors"))
     meta = json.loads((GOLDEN / "flux_tiny_a.json").read_text())
-    model = transformer.FluxMusicTransformer(FluxMusicConfig(**meta["config"]))
+    model = FluxMusicTransformer(FluxMusicConfig(**meta["config"]))
     state = {k.removeprefix("state_dict."): v for k, v in tensors.items() if k.startswith("state_dict.")}
     model.load_state_dict(state, strict=True)
     model.eval()
