@@ -4,7 +4,7 @@ Layout (schema_version 1):
 {
   "schema": "fluxbench.results", "schema_version": 1, "created": ISO-8601 time,
   "model":    {"name", "family", "parameters", "fingerprint", "weights": {component: sha256}},
-  "set":      {"name", "items", "scored_items", "missing_references": [ids]},
+  "set":      {"name", "items", "scored_items", "missing_references": [ids], "captions": {id: caption}},
   "settings": {"seed", "steps", "guidance", "duration", "batch_size", "preset", "solver", ...},
   "metrics":  {key: {"value": float, "ci95": [low, high] | null, "n": int, "backbone": str, ...}},
   "per_clip": {item_id: {key: float}},

@@ -164,7 +164,8 @@ def build_report(options: ReportOptions, out: str | os.PathLike) -> dict[str, li
     listening = load_listening(options.listening) if options.listening else []
     logs = [figures.read_loss_log(path, label) for label, path in map(split_label, options.loss_logs)]
     sources = audio_sources(runs, options.audio)
-    captions = load_captions(options.captions)
+    captions = {item: caption for run in runs for item, caption in run.document["set"].get("captions", {}).items()}
+    captions.update(load_captions(options.captions))  # an explicit file wins
 
     measured = measured_rows(runs)
     reported, reported_listening = [], []

@@ -286,3 +286,16 @@ def test_audio_folders_as_checkpoint_columns(tmp_path):
     assert sorted(link for link in page.links if link.startswith("audio/")) == [
         "audio/1k/p0.wav", "audio/1k/p1.wav", "audio/step_2000/p0.wav", "audio/step_2000/p1.wav"]
     assert "step 2000" in " ".join(page.text) and "figures/mel_grid.png" in page.links
+
+
+def test_report_page_takes_captions_from_results(tmp_path):
+    run = make_run(tmp_path / "runs" / "small", "fluxmusic-small", 1.5, 250.0)
+    document = json.loads((run / "results.json").read_text())
+    document["set"]["captions"] = {"demo-00000": "a bright marimba loop", "demo-00001": "slow strings"}
+    (run / "results.json").write_text(json.dumps(document))
+    out = tmp_path / "report"
+    assert main(["report", str(run), "--out", str(out), "--examples", "2", "-q"]) == 0
+    page = Links()
+    page.feed((out / "index.html").read_text())
+    text = " ".join(page.text)
+    assert "a bright marimba loop" in text and "slow strings" in text

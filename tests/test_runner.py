@@ -50,7 +50,9 @@ def test_run_writes_complete_results(model_folder, tmp_path):
     results = runner.run()
     on_disk = load_results(runner.run_dir / "results.json")
     assert on_disk["metrics"] == json.loads(json.dumps(results["metrics"]))
+    captions = on_disk["set"].pop("captions")
     assert on_disk["set"] == {"name": "demo", "items": 6, "scored_items": 6, "missing_references": [], "limit": None}
+    assert len(captions) == 6 and all(isinstance(c, str) and c for c in captions.values())
     assert on_disk["settings"]["steps"] == 2 and on_disk["settings"]["seed"] == 0
     assert on_disk["model"]["fingerprint"].startswith(Path(model_folder).name)
     assert on_disk["model"]["weights"] and all(len(v) == 64 for v in on_disk["model"]["weights"].values())
