@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
-
 import pytest
 import torch
 
 from fluxbench import FluxbenchError
 from fluxbench.models.fluxmusic.flow import DDPM, RectifiedFlow, get_objective
 
-GOLDEN = Path("/work/shared/reference/golden")
 COND = {"img_ids": None, "txt": None, "txt_ids": None, "y": None}
 
 
@@ -211,13 +208,13 @@ def test_ddim_guidance_and_record():
 
 # ---- golden replay of the official sampler (set A) ----------------------------------------------------
 @pytest.fixture(scope="module")
-def golden():
+def golden(golden_dir):
     from safetensors.torch import load_file
 
     from fluxbench.models.fluxmusic import FluxMusicConfig, FluxMusicTransformer
 
-    tensors = load_file(str(GOLDEN / "flux_tiny_a.safetensors"))
-    meta = json.loads((GOLDEN / "flux_tiny_a.json").read_text())
+    tensors = load_file(str(golden_dir / "flux_tiny_a.safetensors"))
+    meta = json.loads((golden_dir / "flux_tiny_a.json").read_text())
     model = FluxMusicTransformer(FluxMusicConfig(**meta["config"]))
     state = {k.removeprefix("state_dict."): v for k, v in tensors.items() if k.startswith("state_dict.")}
     model.load_state_dict(state, strict=True)
