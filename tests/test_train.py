@@ -14,8 +14,8 @@ import torch
 from fluxbench import FluxbenchError
 from fluxbench.models.fluxmusic.checkpoint import load_model_folder, load_state_dict, load_transformer
 from fluxbench.models.fluxmusic.conditioner import TextConditioning
-from fluxbench.models.fluxmusic.train import (EMA, TrainConfig, TrainingError, TrainingStep, read_losses,
-                                              read_manifest, train)
+from fluxbench.models.fluxmusic.train import (EMA, SampleStream, TrainConfig, TrainingError, TrainingStep,
+                                              read_losses, read_manifest, train)
 from fluxbench.models.fluxmusic.vocab_conditioner import VocabConditioner
 from fluxbench.protocols.sets.demo import DemoSet
 
@@ -152,6 +152,16 @@ def test_init_from_an_official_checkpoint(tmp_path, manifest):
 
 
 # ---- pieces ---------------------------------------------------------------------------------------------
+def test_sample_stream_visits_every_clip_once_per_epoch():
+    stream = SampleStream(size=10, seed=4)
+    positions = stream.indices(0, 30)  # three epochs, read across batch boundaries below
+    for epoch in range(3):
+        assert sorted(positions[epoch * 10:(epoch + 1) * 10]) == list(range(10))
+    assert positions[:10] != positions[10:20]  # reshuffled each epoch
+    assert stream.indices(7, 6) == positions[7:13]
+    assert SampleStream(size=10, seed=4).indices(23, 4) == positions[23:27]  # a function of the position only
+
+
 def test_ema_decay_and_interval():
     module = torch.nn.Linear(2, 1, bias=False)
     with torch.no_grad():
