@@ -261,6 +261,8 @@ def _plan(requested: list[str], explicit: bool, backbone: str, panns: str, gener
                 "is": (panns, "logits"), "clap": ("clap", "audio")} if backbone == "paper" else
                {"fad": ("descriptor", "frames"), "fd": ("descriptor", "embedding"), "kl": ("descriptor", "logits"),
                 "is": ("descriptor", "logits")})
+    paired = (pairing([c.key for c in generated.clips], [c.key for c in reference.clips])
+              if reference is not None else None)
     plan, skipped = {}, {}
     for metric in requested:
         reason = None
@@ -268,10 +270,8 @@ def _plan(requested: list[str], explicit: bool, backbone: str, panns: str, gener
             reason = f"the {backbone} backbone has no {metric.upper()}; use --backbone paper"
         elif metric in ("fad", "fd", "kl") and reference is None:
             reason = "needs a reference folder"
-        elif metric == "kl" and not pairing([c.key for c in generated.clips],
-                                            [c.key for c in reference.clips]).paired:
-            reason = ("folders are unpaired (" + pairing([c.key for c in generated.clips],
-                                                         [c.key for c in reference.clips]).describe() + ")")
+        elif metric == "kl" and not paired.paired:
+            reason = f"folders are unpaired ({paired.describe()})"
         elif metric == "is" and len(generated.clips) < IS_SPLITS:
             reason = f"needs at least {IS_SPLITS} generated clips for its {IS_SPLITS} splits, got {len(generated.clips)}"
         elif metric == "clap" and not captions:
@@ -305,22 +305,8 @@ def _load_backbones(names: list[str], weights, weights_dir, device, clap_model, 
     weights = dict(weights or {})
     requests = [(source, weights.get(name)) for name in names for source in weight_sources(name, clap_model)]
     paths = iter(resolve_all(requests, weights_dir)) if requests else iter(())
-    loaded = {}
-    for name in names:
-        path = next(paths) if weight_sources(name, clap_model) else None
-        if name == "clap":
-            from fluxbench.protocols.metrics.backbones.clap import ClapBackbone
-
-            loaded[name] = ClapBackbone.from_pretrained(path, device=device or _device(), long_clips=clap_long_clips)
-        else:
-            loaded[name] = load_backbone(name, path, device)
-    return loaded
-
-
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return {name: load_backbone(name, next(paths) if weight_sources(name, clap_model) else None, device,
+                                clap_long_clips=clap_long_clips) for name in names}
 
 
 def _embed(backbone, clip_set: ClipSet, cache: EmbeddingCache, progress: bool) -> dict[str, dict[str, np.ndarray]]:

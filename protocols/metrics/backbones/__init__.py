@@ -83,7 +83,8 @@ def weight_sources(name: str, clap_model: str | None = None) -> list:
     raise BackboneError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
 
 
-def load_backbone(name: str, weights: str | os.PathLike | None = None, device: str | None = None) -> Backbone:
+def load_backbone(name: str, weights: str | os.PathLike | None = None, device: str | None = None,
+                  clap_long_clips: str = "first") -> Backbone:
     """Build a backbone from resolved weights (a file, or a save_pretrained folder for CLAP)."""
     device = device or _default_device()
     if name == "vggish":
@@ -97,7 +98,7 @@ def load_backbone(name: str, weights: str | os.PathLike | None = None, device: s
     if name == "clap":
         from fluxbench.protocols.metrics.backbones.clap import ClapBackbone
 
-        return ClapBackbone.from_pretrained(_required(name, weights), device=device)
+        return ClapBackbone.from_pretrained(_required(name, weights), device=device, long_clips=clap_long_clips)
     if name == "descriptor":
         from fluxbench.protocols.metrics.backbones.descriptor import DescriptorBackbone
 
