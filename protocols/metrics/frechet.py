@@ -7,7 +7,7 @@ covariances (N - 1), no regulariser, no clamp at zero, so identical sets can giv
 
 The reference library takes tr sqrt(S1 S2) from scipy's `sqrtm` of the non-symmetric product. The eigenvalues
 of S1 S2 are those of a symmetric positive semi-definite matrix, so we sum their square roots instead, in
-float64 with torch's LAPACK:
+float64 (torch's MKL for the large products and eigenproblems, numpy's LAPACK for small ones):
 - both covariances positive definite (the usual N > d case): S_i = L_i L_i^T (Cholesky), A = L2^T L1, and the
   eigenvalues of S1 S2 are those of A^T A;
 - dimensions without variance in either set (dead ReLU units) are dropped first, which is exact;
