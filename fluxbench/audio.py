@@ -7,7 +7,6 @@ resampling and the AudioLDM 2 mel front-end (16 kHz, 64 mel bins, hop 160, windo
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -156,16 +155,10 @@ def write_wav(path: str | os.PathLike, wave: np.ndarray, sample_rate: int) -> Pa
     """Write float audio ([samples] or [channels, samples]) as 16-bit PCM WAV, atomically."""
     import soundfile as sf
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from fluxbench.atomic import atomic_path
+
     data = np.asarray(wave, dtype=np.float32)
     data = data.T if data.ndim == 2 else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         sf.write(tmp, np.clip(data, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return Path(path)

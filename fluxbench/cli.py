@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def _top_level_help() -> str:
     width = max(map(len, COMMANDS))
     lines = [
-        f"usage: fluxbench [--version] <command> [options]",
+        "usage: fluxbench [--version] <command> [options]",
         "",
         "Evaluation, benchmarking and a model zoo for text-to-music generation.",
         "",

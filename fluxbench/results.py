@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fluxbench import FluxbenchError
+from fluxbench.atomic import write_json
 
 SCHEMA = "fluxbench.results"
 SCHEMA_VERSION = 1
@@ -53,19 +53,7 @@ class ResultsError(FluxbenchError):
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True, allow_nan=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_json(path, data, sort_keys=True)
 
 
 def write_results(path: str | os.PathLike, results: dict[str, Any]) -> Path:

@@ -18,13 +18,13 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 from fluxbench import FluxbenchError
+from fluxbench.atomic import write_json
 
 WEIGHTS_DIR_ENV = "FLUXBENCH_WEIGHTS_DIR"
 CACHE_ENV = "FLUXBENCH_CACHE"
@@ -218,11 +218,7 @@ def checksum(path: str | os.PathLike) -> str:
     if stamp not in memo:
         memo[stamp] = sha256_of(path)
         try:
-            memo_file.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=memo_file.parent, prefix=".checksums.", suffix=".tmp")
-            with os.fdopen(fd, "w") as handle:
-                json.dump(memo, handle)
-            os.replace(tmp, memo_file)
+            write_json(memo_file, memo)
         except OSError:  # a read-only cache only costs re-hashing next time
             pass
     return memo[stamp]

@@ -133,17 +133,6 @@ def _read_json(path: Path, expected: str) -> dict:
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write a text file so that readers see the old or the new content, never a torn one."""
-    import os
-    import tempfile
+    from fluxbench.atomic import write_text
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_text(path, text)

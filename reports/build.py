@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fluxbench.reports.output import copy_file, write_text
+from fluxbench.atomic import copy_file, write_text
 from fluxbench.reports.tables import (RENDERERS, ReportError, Run, Table, architecture_table, comparison_table,
                                       listening_table, load_listening, load_runs, measured_rows, split_label)
 

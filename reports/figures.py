@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from fluxbench.reports.output import atomic_path
+from fluxbench.atomic import atomic_path
 from fluxbench.reports.tables import ModelRow, ReportError, format_parameters, set_title
 from fluxbench.results import METRICS
 

@@ -13,11 +13,11 @@ import json
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from fluxbench import FluxbenchError
+from fluxbench.atomic import atomic_path, write_json
 
 SIDECAR = "generation.json"
 SCHEMA = 1
@@ -146,13 +146,6 @@ def build_model(args: argparse.Namespace):
 
 
 # ---- output ----------------------------------------------------------------------------------------------
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2)
-    os.replace(tmp, path)
-
-
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -187,11 +180,9 @@ def write_mel_png(path: Path, wave, sample_rate: int) -> None:
     axes.set_title(path.stem.removesuffix(".mel"), fontsize=9)
     figure.colorbar(image, ax=axes, label="log magnitude")
     figure.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    figure.savefig(tmp)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp)
     plt.close(figure)
-    os.replace(tmp, path)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -241,7 +232,7 @@ def main(args: argparse.Namespace) -> int:
                 write_mel_png(out / f"{item['id']}.mel.png", wave, audio.sample_rate)
                 record["mel_png"] = f"{item['id']}.mel.png"
             clips[item["id"]] = record
-        _write_json(sidecar_path, {**header, "clips": [clips[i["id"]] for i in items if i["id"] in clips]})
+        write_json(sidecar_path, {**header, "clips": [clips[i["id"]] for i in items if i["id"] in clips]})
         log.info("%d/%d clips written to %s", len(clips), len(items), out)
     print(f"{len(items)} clips in {out} ({SIDECAR}: settings, seeds, weights checksums)")
     return 0

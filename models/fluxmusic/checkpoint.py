@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
 from fluxbench import FluxbenchError
+from fluxbench.atomic import atomic_path, write_json
 from fluxbench.models.fluxmusic.configs import SIZES, FluxMusicConfig, get_config
 from fluxbench.models.fluxmusic.transformer import FluxMusicTransformer
 
@@ -28,13 +28,6 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 class CheckpointError(FluxbenchError):
     pass
-
-
-def _atomic_target(path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return tmp
 
 
 def _strip_wrappers(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -147,15 +140,9 @@ def load_transformer(path: str | os.PathLike, config_or_size: FluxMusicConfig | 
 
 def save_official(path: str | os.PathLike, ema_state: Mapping[str, torch.Tensor], **entries: Any) -> Path:
     """Write {"ema": ..., **entries} with torch.save (the official layout), atomically."""
-    path = Path(path)
-    tmp = _atomic_target(path)
-    try:
+    with atomic_path(path) as tmp:
         torch.save({"ema": dict(ema_state), **entries}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return Path(path)
 
 
 def save_model_folder(folder: str | os.PathLike, transformer: FluxMusicTransformer, spec: Mapping[str, Any]) -> Path:
@@ -165,13 +152,9 @@ def save_model_folder(folder: str | os.PathLike, transformer: FluxMusicTransform
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in transformer.state_dict().items()}
-    tmp = _atomic_target(folder / WEIGHTS_FILE)
-    save_file(state, tmp)
-    os.replace(tmp, folder / WEIGHTS_FILE)
-    full_spec = {**spec, "transformer": transformer.config.to_dict()}
-    tmp = _atomic_target(folder / SPEC_FILE)
-    Path(tmp).write_text(json.dumps(full_spec, indent=2, sort_keys=True))
-    os.replace(tmp, folder / SPEC_FILE)
+    with atomic_path(folder / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp))
+    write_json(folder / SPEC_FILE, {**spec, "transformer": transformer.config.to_dict()}, sort_keys=True)
     return folder
 
 

@@ -12,7 +12,6 @@ import gc
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,6 +19,7 @@ from typing import Any, Sequence
 import torch
 
 from fluxbench import FluxbenchError, weights
+from fluxbench.atomic import atomic_path
 
 
 class ConditionerError(FluxbenchError):
@@ -252,16 +252,9 @@ class T5ClapConditioner(TextConditioner):
                 f"the embedding of {text!r} is not cached yet ({path}); run once with the {left_out} encoder "
                 f"available so it is computed and stored, then it can be left out")
         embedding = TextConditioning(self._encode_t5([text]), self._encode_clap([text]))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".embedding.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file({"txt": embedding.txt.contiguous(), "y": embedding.y.contiguous()}, tmp,
+        with atomic_path(path) as tmp:
+            save_file({"txt": embedding.txt.contiguous(), "y": embedding.y.contiguous()}, str(tmp),
                       metadata={"text": text, "spec": json.dumps(self.spec())})
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         return embedding
 
 
