@@ -46,7 +46,7 @@ def _library_values(expected, case):
     return values
 
 
-@pytest.mark.parametrize("case", ["fd128", "fd2048", "fdsing"])
+@pytest.mark.parametrize("case", ["fd128", pytest.param("fd2048", marks=pytest.mark.slow), "fdsing"])
 def test_frechet_matches_every_library_within_1e7_relative(arrays, expected, case):
     a, b = _frechet_inputs(arrays, case)
     with warnings.catch_warnings():

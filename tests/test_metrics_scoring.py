@@ -82,6 +82,7 @@ def test_cache_is_keyed_by_content_not_path(folders, tmp_path, monkeypatch):
     assert calls == [1]
 
 
+@pytest.mark.slow
 def test_paper_backbones_end_to_end_with_tiny_weights(folders, tmp_path, monkeypatch):
     gen, ref = folders
     monkeypatch.setenv("FLUXBENCH_OFFLINE", "1")
@@ -165,6 +166,7 @@ def test_ids_pair_by_stem_across_extensions(folders):
     assert set(results["per_clip"]) == set(ids)
 
 
+@pytest.mark.slow
 def test_cli_prints_a_table_and_writes_json(folders, tmp_path):
     gen, ref = folders
     out = tmp_path / "scores.json"
