@@ -129,7 +129,8 @@ def main() -> int:
     held_out = list(DemoSet("heldout", size=args.clips, seed=args.seed).specs())
     captions, specs = [s.caption() for _, s, _ in held_out], [s for _, s, _ in held_out]
     reference_audio = read_clips([w for _, _, w in held_out])
-    reference = mel_statistics(codec.log_mel(codec.encode(reference_audio)).numpy())
+    reference_latents = codec.encode(reference_audio)
+    reference = mel_statistics(codec.log_mel(reference_latents).numpy())
     training = list(DemoSet("train", size=max(512, args.clips), seed=args.seed).specs())
     training_features = mel_statistics(codec.log_mel(codec.encode(read_clips([w for _, _, w in training]))).numpy())
     probe = AttributeProbe(training_features, [s for _, s, _ in training])
@@ -139,8 +140,9 @@ def main() -> int:
                 "mean_l2": float(np.linalg.norm(features[:, :64].mean(0) - reference[:, :64].mean(0))),
                 **probe.accuracy(features, row_specs)}
 
-    table = [("references (train clips)", "-", "-", score(training_features[:args.clips],
-                                                           [s for _, s, _ in training[:args.clips]]), 0.0)]
+    table = [("references (train clips)", "-", "-", {**score(training_features[:args.clips],
+                                                              [s for _, s, _ in training[:args.clips]]),
+                                                        "peak": reference_latents.abs().max().item()}, 0.0)]
     models = [("untrained", runs["rectified_flow"]["folder"], True),
               ("trained RF", runs["rectified_flow"]["folder"], False),
               ("trained DDPM", runs["ddpm"]["folder"], False)]
@@ -150,20 +152,10 @@ def main() -> int:
         for steps in args.sample_steps:
             started = time.perf_counter()
             latents = sample_latents(transformer, encoder, objective, captions, shape, steps, args.guidance, 1000)
-            table.append((label, objective.default_solver, steps, score(mel_statistics(codec.log_mel(latents).numpy()),
-                                                                        specs), time.perf_counter() - started))
-
-    waveform_rows = []
-    if args.waveform:
-        from fluxbench.models.fluxmusic.pipeline import FluxMusicModel
-
-        reference_wave = mel_statistics(mel_spectrogram(reference_audio).numpy())
-        for label, folder, untrained in models:
-            transformer, encoder, objective = load(folder, untrained, args.seed)
-            model = FluxMusicModel(transformer, encoder, codec, objective=objective.name, name=label, batch_size=32)
-            audio = model.generate(captions, duration=2.56, seed=1000, steps=25, guidance=args.guidance)
-            generated = mel_statistics(mel_spectrogram(torch.from_numpy(audio.waveforms)).numpy())
-            waveform_rows.append((label, frechet_distance(generated, reference_wave)))
+            scores = score(mel_statistics(codec.log_mel(latents).numpy()), specs) if torch.isfinite(latents).all() \
+                else dict.fromkeys(("fd", "mean_l2", *ATTRIBUTES), float("nan"))
+            scores["peak"] = latents.abs().max().item()
+            table.append((label, objective.default_solver, steps, scores, time.perf_counter() - started))
 
     print(f"\nTraining: demo preset, {args.steps} steps x 16 clips ({platform.machine()}, "
           f"{torch.get_num_threads()} torch threads)")
@@ -174,16 +166,28 @@ def main() -> int:
     print(f"\nHeld-out evaluation in the codec's log-mel ({args.clips} captions, guidance {args.guidance}; "
           f"lower FD / L2 is better; attribute chance: {chance})")
     header = (f"{'model':<26}{'solver':<8}{'steps':>6}{'FD mel-stats':>14}{'mean-mel L2':>13}"
-              + "".join(f"{name + ' acc':>12}" for name in ATTRIBUTES) + f"{'sample s':>10}")
+              + "".join(f"{name + ' acc':>12}" for name in ATTRIBUTES) + f"{'max |z|':>9}{'sample s':>10}")
     print(header)
     print("-" * len(header))
     for label, solver, steps, s, seconds in table:
         print(f"{label:<26}{solver:<8}{steps!s:>6}{s['fd']:>14.2f}{s['mean_l2']:>13.3f}"
-              + "".join(f"{s[name]:>12.2f}" for name in ATTRIBUTES) + f"{seconds:>10.1f}")
-    if waveform_rows:
-        print("\nEnd to end (pipeline audio, Griffin-Lim, 25 steps) vs reference audio: FD mel-stats")
-        for label, value in waveform_rows:
-            print(f"{label:<26}{value:>14.2f}")
+              + "".join(f"{s[name]:>12.2f}" for name in ATTRIBUTES) + f"{s['peak']:>9.2f}{seconds:>10.1f}")
+
+    if args.waveform:
+        print("\nEnd to end (pipeline audio, Griffin-Lim, 25 steps) vs reference audio: FD mel-stats", flush=True)
+        from fluxbench.models.fluxmusic.pipeline import FluxMusicModel, GenerationError
+
+        reference_wave = mel_statistics(mel_spectrogram(reference_audio).numpy())
+        for label, folder, untrained in models:
+            transformer, encoder, objective = load(folder, untrained, args.seed)
+            model = FluxMusicModel(transformer, encoder, codec, objective=objective.name, name=label, batch_size=32)
+            try:
+                audio = model.generate(captions, duration=2.56, seed=1000, steps=25, guidance=args.guidance)
+            except GenerationError as error:  # e.g. a latent outlier overflowing the mel codec's exp
+                print(f"{label:<26}{'failed':>14}  ({error})")
+                continue
+            generated = mel_statistics(mel_spectrogram(torch.from_numpy(audio.waveforms)).numpy())
+            print(f"{label:<26}{frechet_distance(generated, reference_wave):>14.2f}", flush=True)
     return 0
 
 
