@@ -4,7 +4,8 @@
 
 Uses golden set A's fd2048 case when it is present (the dim/rows defaults match it), else seeded synthetic
 embeddings of the same shape. Prints the median wall time of each method from precomputed statistics and
-from raw embeddings, the values, their relative difference and the speedup.
+from raw embeddings (methods run round-robin, so a busy shared machine slows all of them alike), the values,
+their relative difference and the speedup.
 """
 
 from __future__ import annotations
@@ -33,13 +34,16 @@ def _embeddings(dim: int, rows: int) -> tuple[np.ndarray, np.ndarray, str]:
     return a, b, "synthetic (seed 0)"
 
 
-def _median_time(function, repeats: int) -> tuple[float, float]:
-    times, value = [], None
+def _interleaved_medians(functions: list, repeats: int) -> list[tuple[float, float]]:
+    """Median time and value of each function, run round-robin so that all see the same machine load."""
+    times: list[list[float]] = [[] for _ in functions]
+    values: list[float] = [0.0] * len(functions)
     for _ in range(repeats):
-        started = time.perf_counter()
-        value = function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), value
+        for index, function in enumerate(functions):
+            started = time.perf_counter()
+            values[index] = function()
+            times[index].append(time.perf_counter() - started)
+    return [(statistics.median(t), v) for t, v in zip(times, values)]
 
 
 def main() -> int:
@@ -72,15 +76,14 @@ def main() -> int:
         ("np.mean/np.cov + sqrtm", "embeddings", reference_from_embeddings),
         ("fluxbench frechet_distance", "embeddings", lambda: frechet_distance(a, b)),
     ]
-    results = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for name, start, function in rows:
-            seconds, value = _median_time(function, args.repeats)
-            results.append((name, start, seconds, value))
+        measured = _interleaved_medians([function for _, _, function in rows], args.repeats)
+    results = [(name, start, seconds, value) for (name, start, _), (seconds, value) in zip(rows, measured)]
 
     reference = {start: (seconds, value) for name, start, seconds, value in results if "sqrtm" in name}
-    print(f"Frechet distance, d={args.dim}, N={args.rows} per set, {source}; median of {args.repeats}; "
+    print(f"Frechet distance, d={args.dim}, N={args.rows} per set, {source}; median of {args.repeats} "
+          f"interleaved runs; "
           f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs")
     header = f"{'method':28s} {'from':11s} {'seconds':>9s} {'speedup':>8s} {'value':>20s} {'rel. diff':>10s}"
     print(header)
