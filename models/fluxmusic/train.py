@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import logging
 import math
@@ -38,6 +39,7 @@ import torch
 from torch import nn
 
 from fluxbench import FluxbenchError
+from fluxbench.atomic import atomic_path, write_json, write_text
 from fluxbench.models.fluxmusic.checkpoint import load_state_dict, save_model_folder, save_official
 from fluxbench.models.fluxmusic.conditioner import TextConditioning
 from fluxbench.models.fluxmusic.configs import FluxMusicConfig, get_config
@@ -208,8 +210,6 @@ class LatentCache:
               device: torch.device, progress: bool) -> None:
         from safetensors.torch import save_file
 
-        from fluxbench.models.fluxmusic.checkpoint import _atomic_target
-
         samples = int(round(config.duration * codec.sample_rate))
         todo = [s for s in range(self.shards) if s % world == rank and not self.shard_path(s).is_file()]
         iterator = todo
@@ -238,9 +238,8 @@ class LatentCache:
                         tensors[f"txt.{index}"] = encoded.txt[span].to(torch.bfloat16).cpu().contiguous()
                         tensors[f"y.{index}"] = encoded.y[span].to(torch.bfloat16).cpu().contiguous()
                         offset += len(record.captions)
-            tmp = _atomic_target(self.shard_path(shard))
-            save_file(tensors, tmp)
-            os.replace(tmp, self.shard_path(shard))
+            with atomic_path(self.shard_path(shard)) as tmp:
+                save_file(tensors, str(tmp))
 
     def _open(self, shard: int):
         if shard not in self._handles:
@@ -445,11 +444,13 @@ class LossLog:
             with self.path.open() as handle:
                 rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= resume_step]
         self.seconds_before = float(rows[-1]["seconds"]) if rows else 0.0  # time spent before the resume
-        self._handle = self.path.open("w", newline="")
+        kept = io.StringIO()
+        writer = csv.DictWriter(kept, LOSS_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text(self.path, kept.getvalue())  # the resumed curve replaces the old file in one step
+        self._handle = self.path.open("a", newline="")
         self._writer = csv.DictWriter(self._handle, LOSS_COLUMNS)
-        self._writer.writeheader()
-        self._writer.writerows(rows)
-        self._handle.flush()
         self._board = None
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -505,7 +506,7 @@ def train(config: TrainConfig, device_choice: str = "auto", progress: bool = Tru
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
         _check_same_run(out, config)
-        (out / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2, sort_keys=True))
+        write_json(out / CONFIG_FILE, asdict(config), sort_keys=True)
     dist.barrier()
 
     records = read_manifest(config.manifest)

@@ -85,12 +85,11 @@ class VocabConditioner(nn.Module, TextConditioner):
     def save(self, folder: str | os.PathLike) -> Path:
         from safetensors.torch import save_file
 
-        from fluxbench.models.fluxmusic.checkpoint import _atomic_target
+        from fluxbench.atomic import atomic_path
 
         path = Path(folder) / WEIGHTS_FILE
-        tmp = _atomic_target(path)
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(tmp))
         return path
 
     @classmethod

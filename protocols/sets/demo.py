@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
 from fluxbench import FluxbenchError
+from fluxbench.atomic import write_text
 from fluxbench.protocols.sets.base import EvalSet, SetItem
 from fluxbench.protocols.sets.demo_synth import DURATION, SAMPLE_RATE, SPLITS, SYNTH_VERSION, ClipSpec, make_clip
 
@@ -54,7 +54,7 @@ class DemoSet(EvalSet):
             else:
                 spec, audio = make_clip(self.seed, self.split, index, self.duration, SAMPLE_RATE)
                 write_wav(wav, audio, SAMPLE_RATE)
-                _write_text(meta, json.dumps(spec.to_dict()))
+                write_text(meta, json.dumps(spec.to_dict()))
             yield item_id, spec, wav
 
     def items(self) -> Iterator[SetItem]:
@@ -70,13 +70,6 @@ class DemoSet(EvalSet):
         lines = [json.dumps({"id": item_id, "path": str(wav), "caption": spec.caption(),
                              "captions": spec.paraphrases(), "attributes": spec.to_dict()})
                  for item_id, spec, wav in self.specs()]
-        _write_text(path, "\n".join(lines) + "\n")
+        write_text(path, "\n".join(lines) + "\n")
         return path
 
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
