@@ -227,11 +227,17 @@ def _sum_sqrt_eigenvalues(symmetric: np.ndarray) -> float:
     import torch
 
     # Measured on 2 shared cores: numpy's LAPACK wins by orders of magnitude on small matrices (torch's
-    # threaded one pays thread wake-ups), torch's MKL by 3-4x on large ones (d = 2048).
+    # threaded one pays thread wake-ups); on large ones (d = 2048) torch's MKL on ONE thread takes 0.5 s where
+    # numpy takes 1.3-15 s and MKL on two contended threads 5 s (the tridiagonal reduction is memory-bound).
     if symmetric.shape[0] <= SMALL_EIGEN_PROBLEM:
         eigenvalues = np.linalg.eigvalsh(symmetric)
     else:
-        eigenvalues = torch.linalg.eigvalsh(torch.from_numpy(symmetric)).numpy()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            eigenvalues = torch.linalg.eigvalsh(torch.from_numpy(symmetric)).numpy()
+        finally:
+            torch.set_num_threads(threads)
     return float(np.sqrt(np.clip(eigenvalues, 0, None)).sum())
 
 
