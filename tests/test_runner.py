@@ -182,3 +182,20 @@ def test_center_crop_of_long_references(model_folder, tmp_path):
     start = (len(long) - 32000) // 2
     assert missing == [] and cropped.shape[-1] == 32000
     assert np.allclose(cropped[0], long[start:start + 32000], atol=1 / 32768)
+
+
+def test_demo_model_resumes_an_unfinished_training(tmp_path, monkeypatch):
+    """A demo model folder left by an interrupted training is finished, not used half-trained."""
+    import fluxbench.models.fluxmusic.train as training
+    from fluxbench.models.fluxmusic.demo import _finished, load_demo_model
+
+    small = dict(clips=8, steps=4, global_batch=4, micro_batch=4, save_every=2)
+    folder = tmp_path / "demo-model"
+    training.train(training.demo_config(out=str(folder), **small), device_choice="cpu", progress=False, stop_after=2)
+    assert (folder / "fluxmusic.json").is_file() and not _finished(folder / "fluxmusic.json")
+
+    calls, original = [], training.demo_config
+    monkeypatch.setattr(training, "demo_config", lambda out: calls.append(out) or original(out=out, **small))
+    model = load_demo_model(folder, device="cpu", progress=False)
+    assert calls == [str(folder)] and _finished(folder / "fluxmusic.json")
+    assert model.name == "fluxmusic-demo"

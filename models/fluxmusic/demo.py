@@ -10,6 +10,16 @@ from typing import Any
 DEMO_MODEL_ENV = "FLUXBENCH_DEMO_MODEL"
 
 
+def _finished(spec_path: Path) -> bool:
+    """A model folder exists from the first checkpoint on; it is finished once training reached its last step."""
+    import json
+
+    if not spec_path.is_file():
+        return False
+    training = json.loads(spec_path.read_text()).get("training", {})
+    return training.get("step", 0) >= training.get("steps", 0)
+
+
 def demo_model_folder() -> Path:
     from fluxbench.models.fluxmusic.train import DEMO_OUT
 
@@ -24,13 +34,13 @@ def load_demo_model(folder: str | os.PathLike | None = None, train_if_missing: b
     from fluxbench.models.fluxmusic.pipeline import FluxMusicModel
 
     folder = Path(folder) if folder else demo_model_folder()
-    if not (folder / SPEC_FILE).is_file():
+    if not _finished(folder / SPEC_FILE):
         if not train_if_missing:
-            raise FluxbenchError(f"no demo model at {folder}; run `fluxbench train --preset demo` first")
+            raise FluxbenchError(f"no finished demo model at {folder}; run `fluxbench train --preset demo` first")
         from fluxbench.models.fluxmusic.train import demo_config, train
 
-        logging.getLogger(__name__).info("no demo model at %s yet: training one on the demo corpus (CPU, minutes)",
-                                         folder)
+        logging.getLogger(__name__).info("no finished demo model at %s: training it on the demo corpus (CPU, "
+                                         "minutes; an interrupted run resumes)", folder)
         train(demo_config(out=str(folder)), device_choice=device or "auto", progress=progress)
     model = FluxMusicModel.from_folder(folder, device=device, **options)
     model.name = "fluxmusic-demo"
