@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-GOLDEN = Path(os.environ.get("FLUXBENCH_GOLDEN", "/work/shared/reference/golden")) / "metrics_a.npz"
+# The golden arrays sit in the shared reference folder beside the repository (override: $FLUXBENCH_GOLDEN).
+GOLDEN = Path(os.environ.get("FLUXBENCH_GOLDEN", Path(__file__).resolve().parents[2] / "shared" / "reference"
+                             / "golden")) / "metrics_a.npz"
 
 
 def _embeddings(dim: int, rows: int) -> tuple[np.ndarray, np.ndarray, str]:

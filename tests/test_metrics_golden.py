@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,18 +13,14 @@ from fluxbench.protocols.metrics import (GaussianStats, clap_cosines, clap_score
 from fluxbench.protocols.metrics.frechet import UnreliableEstimateWarning
 from fluxbench.protocols.metrics.inception import inception_split_scores
 
-GOLDEN = Path("/work/shared/reference/golden")
-pytestmark = pytest.mark.skipif(not (GOLDEN / "metrics_a.npz").is_file(), reason="golden set A not available")
+@pytest.fixture(scope="module")
+def arrays(golden_dir):
+    return np.load(golden_dir / "metrics_a.npz")
 
 
 @pytest.fixture(scope="module")
-def arrays():
-    return np.load(GOLDEN / "metrics_a.npz")
-
-
-@pytest.fixture(scope="module")
-def expected():
-    return json.loads((GOLDEN / "metrics_a.json").read_text())["expected"]
+def expected(golden_dir):
+    return json.loads((golden_dir / "metrics_a.json").read_text())["expected"]
 
 
 FRECHET_CASES = {"fd128": ("fd128_x1", "fd128_x2"), "fdsing": ("fdsing_x1", "fdsing_x2"),
