@@ -39,6 +39,7 @@ register(
     sample_rate=16000,
     duration=2.56,
     download=False,
+    audio="synthesised on first use under $FLUXBENCH_CACHE/demo (no download)",
 )
 
 register("set", "musiccaps", "fluxbench.protocols.sets.musiccaps:MusicCaps",
