@@ -74,7 +74,17 @@ class Trajectory:
         return self.states[-1]
 
 
-class RectifiedFlow:
+class _Objective:
+    """What both objectives share: `sample` is the final state (or every state) of `trajectory`."""
+
+    def sample(self, model: Callable, noise: torch.Tensor, cond: dict, uncond: dict | None = None,
+               guidance: float = 3.5, steps: int = 50, solver: str | None = None, record: bool = False,
+               progress: bool = False):
+        run = self.trajectory(model, noise, cond, uncond, guidance, steps, solver, progress)
+        return run.states if record else run.final
+
+
+class RectifiedFlow(_Objective):
     name = "rectified_flow"
     solvers = ("euler", "heun", "midpoint")
     default_solver = "euler"
@@ -134,14 +144,8 @@ class RectifiedFlow:
             record.states.append(z)
         return record
 
-    def sample(self, model: Callable, noise: torch.Tensor, cond: dict, uncond: dict | None = None,
-               guidance: float = 3.5, steps: int = 50, solver: str | None = None, record: bool = False,
-               progress: bool = False):
-        run = self.trajectory(model, noise, cond, uncond, guidance, steps, solver, progress)
-        return run.states if record else run.final
 
-
-class DDPM:
+class DDPM(_Objective):
     """Epsilon prediction on a discrete linear beta schedule; deterministic DDIM sampling (eta = 0)."""
 
     name = "ddpm"
@@ -209,12 +213,6 @@ class DDPM:
             z = math.sqrt(abar_next) * x0 + math.sqrt(1 - abar_next) * epsilon
             record.states.append(z)
         return record
-
-    def sample(self, model: Callable, noise: torch.Tensor, cond: dict, uncond: dict | None = None,
-               guidance: float = 3.5, steps: int = 50, solver: str | None = None, record: bool = False,
-               progress: bool = False):
-        run = self.trajectory(model, noise, cond, uncond, guidance, steps, solver, progress)
-        return run.states if record else run.final
 
 
 OBJECTIVES = {"rectified_flow": RectifiedFlow, "ddpm": DDPM}
