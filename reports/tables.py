@@ -392,7 +392,9 @@ def comparison_table(rows: list[ModelRow], sets: list[str] | None = None, metric
             info = METRICS.get(key)
             columns.append(Column(f"{set_name}:{key}", info.label if info else key, set_title(set_name),
                                   info.lower_is_better if info else None, decimals=decimals))
-    ordered = [r for r in rows if r.reported] + [r for r in rows if not r.reported]
+    shown = {(s, m) for s in chosen_sets for m in chosen_metrics}
+    # A published row with no number in any shown column (e.g. on the offline demo set) would be noise.
+    ordered = [r for r in rows if r.reported and shown & set(r.scores)] + [r for r in rows if not r.reported]
     table_rows = []
     for row in ordered:
         cells = {"parameters": Cell(row.parameters), "hours": Cell(row.hours)}

@@ -281,6 +281,16 @@ def test_ties_share_emphasis_and_all_equal_emphasises_none():
     assert [parse_cell(r[4])[2] for r in parsed] == [False, False, False]
 
 
+def test_reported_rows_without_a_shown_number_are_left_out():
+    from fluxbench.reports.tables import Cell, ModelRow, comparison_table, to_markdown
+
+    rows = [ModelRow("paper-mc", {("musiccaps", "fad"): Cell(1.4)}, reported=True, source="paper"),
+            ModelRow("paper-demo", {("demo", "descriptor_fd"): Cell(7.0)}, reported=True, source="paper"),
+            ModelRow("measured", {("demo", "descriptor_fd"): Cell(9.0)})]
+    _, parsed = parse_markdown(to_markdown(comparison_table(rows)))
+    assert [row[0].rstrip("†").strip() for row in parsed] == ["paper-demo", "measured"]
+
+
 def test_reported_shapes_and_packaged_rows():
     from fluxbench.reports.reported import load_reported_listening_rows, load_reported_rows, parse_reported
 
