@@ -210,3 +210,22 @@ def test_generate_command_input_errors(hub, tmp_path, capsys):
     assert "item 1 has no 'caption'" in capsys.readouterr().err
     assert cli(["generate", "--model", "fluxmusic-smal", "--prompt", "x", "--out", str(tmp_path)]) == 2
     assert "did you mean 'fluxmusic-small'" in capsys.readouterr().err
+
+
+def test_model_folder_samples_with_its_training_schedule(tmp_path):
+    """A folder trained with non-default DDPM betas is sampled on those betas, not the defaults."""
+    import json
+
+    from fluxbench.models.fluxmusic.pipeline import FluxMusicModel
+    from fluxbench.models.fluxmusic.train import demo_config, train
+
+    folder = tmp_path / "ddpm-model"
+    train(demo_config(out=str(folder), clips=4, steps=1, global_batch=4, micro_batch=4, save_every=1,
+                      objective="ddpm"), device_choice="cpu", progress=False)
+    spec_path = folder / "fluxmusic.json"
+    spec = json.loads(spec_path.read_text())
+    assert spec["objective"] == "ddpm" and spec["objective_options"]["train_steps"] == 1000
+    spec["objective_options"] = {"train_steps": 400, "beta_start": 1e-3, "beta_end": 0.03}
+    spec_path.write_text(json.dumps(spec))
+    model = FluxMusicModel.from_folder(folder, device="cpu")
+    assert model.objective.options() == {"train_steps": 400, "beta_start": 1e-3, "beta_end": 0.03}

@@ -80,7 +80,8 @@ def item_seeds(seed: int | Sequence[int], count: int) -> list[int]:
 
 class FluxMusicModel(TextToMusicModel):
     def __init__(self, transformer: torch.nn.Module, conditioner: TextConditioner, codec: LatentCodec,
-                 objective: str = "rectified_flow", name: str = "fluxmusic",
+                 objective: str = "rectified_flow", objective_options: dict[str, Any] | None = None,
+                 name: str = "fluxmusic",
                  checksums: dict[str, str] | None = None, device: str | torch.device | None = None,
                  dtype: str | torch.dtype | None = None, keep_text_encoders: bool = False,
                  preset: str = "paper", batch_size: int = 4) -> None:
@@ -91,7 +92,9 @@ class FluxMusicModel(TextToMusicModel):
         self.conditioner, self.codec = conditioner, codec.to(self.device)
         if isinstance(conditioner, torch.nn.Module):
             conditioner.to(self.device).eval().requires_grad_(False)
-        self.objective_name, self.objective = objective, get_objective(objective)
+        # The training schedule (e.g. DDPM betas) defines the sampler too, so it comes from the model folder.
+        self.objective_name = objective
+        self.objective = get_objective(objective, **(objective_options or {}))
         self.name, self.sample_rate = name, codec.sample_rate
         self.keep_text_encoders, self.batch_size = keep_text_encoders, int(batch_size)
         self._checksums = dict(checksums or {})
@@ -171,6 +174,7 @@ class FluxMusicModel(TextToMusicModel):
             checksums.update(conditioner.checksums())
         checksums.update({part: weights.checksum(path) for part, path in getattr(codec, "sources", {}).items()})
         return cls(transformer, conditioner, codec, objective=spec.get("objective", "rectified_flow"),
+                   objective_options=spec.get("objective_options"),
                    name=spec.get("name") or folder.name, checksums=checksums, device=device, **options)
 
     # ---- identity -----------------------------------------------------------------------------------------
