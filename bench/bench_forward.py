@@ -62,6 +62,23 @@ def _time(model, inputs, device, repeats):
     return times
 
 
+def _time_shares(model, inputs) -> dict[str, float]:
+    """Fractions of one forward's operator time in matrix products, the attention kernel and everything else."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA] if torch.cuda.is_available()
+                 else [ProfilerActivity.CPU]) as prof:
+        model(**inputs)
+    shares = {"matrix products": 0.0, "attention": 0.0, "other": 0.0}
+    for event in prof.key_averages():
+        time_us = event.self_device_time_total if torch.cuda.is_available() else event.self_cpu_time_total
+        kind = ("matrix products" if event.key in ("aten::addmm", "aten::mm", "aten::bmm") else
+                "attention" if "scaled_dot_product" in event.key else "other")
+        shares[kind] += time_us
+    total = sum(shares.values()) or 1.0
+    return {k: v / total for k, v in shares.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="small")
@@ -71,6 +88,8 @@ def main() -> int:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--official-dir", type=Path, help="checkout of the official FluxMusic code to compare with")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print where each implementation's time goes (matrix products, attention, rest)")
     args = parser.parse_args()
 
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
@@ -105,6 +124,12 @@ def main() -> int:
             if "official" in models:
                 speedup = statistics.median(times["official"]) / statistics.median(times["fluxbench"])
                 rows[-2]["speedup_vs_official"] = speedup
+
+    if args.profile:
+        with torch.inference_mode():
+            inputs = _inputs(config, args.batch[0], device, dtype)
+            for name, model in models.items():
+                print(f"{name}: " + ", ".join(f"{k} {v:.0%}" for k, v in _time_shares(model, inputs).items()))
 
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     if device.type == "cuda":
