@@ -18,6 +18,7 @@ for _size, _blurb in _SIZE_BLURB.items():
         "fluxmusic-" + _size.replace("_", "-"),
         "fluxbench.models.fluxmusic.pipeline:FluxMusicModel.for_size",
         _blurb,
+        bound={"size": _size},
         family="fluxmusic",
         size=_size,
         parameters=_config.parameter_count(),

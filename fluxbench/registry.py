@@ -28,6 +28,7 @@ class Entry:
     target: str  # "package.module:callable"
     summary: str
     facts: dict[str, Any] = field(default_factory=dict)
+    bound: dict[str, Any] = field(default_factory=dict)  # keyword arguments the factory always receives
 
     def load(self) -> Callable[..., Any]:
         module_name, _, attribute = self.target.partition(":")
@@ -36,19 +37,20 @@ class Entry:
             target = getattr(target, part)
         return target
 
-    def create(self, *args: Any, **kwargs: Any) -> Any:
-        return self.load()(*args, **kwargs)
+    def create(self, **options: Any) -> Any:
+        return self.load()(**{**self.bound, **options})
 
 
 _TABLES: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
 
 
-def register(kind: str, name: str, target: str, summary: str, **facts: Any) -> Entry:
+def register(kind: str, name: str, target: str, summary: str, bound: dict[str, Any] | None = None,
+             **facts: Any) -> Entry:
     if kind not in _TABLES:
         raise ValueError(f"unknown registry kind {kind!r}; expected one of {KINDS}")
     if name in _TABLES[kind]:
         raise ValueError(f"{kind} {name!r} is registered twice")
-    entry = Entry(kind, name, target, summary, dict(facts))
+    entry = Entry(kind, name, target, summary, dict(facts), dict(bound or {}))
     _TABLES[kind][name] = entry
     return entry
 

@@ -129,11 +129,11 @@ class Runner:
         if (Path(self.config.model) / "fluxmusic.json").is_file():  # a trained-model folder
             entry = registry.Entry("model", Path(self.config.model).name,
                                    "fluxbench.models.fluxmusic.pipeline:FluxMusicModel.from_folder",
-                                   "trained-model folder", {"family": "fluxmusic"})
+                                   "trained-model folder", {"family": "fluxmusic"}, {"folder": self.config.model})
             options = {k: v for k, v in self.config.model_options.items() if k != "checkpoint"}
             options.setdefault("keep_text_encoders", True)
             options.setdefault("batch_size", self.config.batch_size)
-            return entry, entry.create(self.config.model, **options)
+            return entry, entry.create(**options)
         entry = registry.get("model", self.config.model)
         options = dict(self.config.model_options)
         if entry.name == "fluxmusic-demo":

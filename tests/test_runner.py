@@ -199,3 +199,15 @@ def test_demo_model_resumes_an_unfinished_training(tmp_path, monkeypatch):
     model = load_demo_model(folder, device="cpu", progress=False)
     assert calls == [str(folder)] and _finished(folder / "fluxmusic.json")
     assert model.name == "fluxmusic-demo"
+
+
+def test_released_sizes_without_weights_fail_with_the_missing_files(tmp_path):
+    """`run --model fluxmusic-small` reaches the weights resolution and names what is missing, in one line."""
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"), "FLUXBENCH_CACHE": str(tmp_path / "cache")}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("FLUXBENCH_")}, **env}
+    result = subprocess.run([sys.executable, "-m", "fluxbench.cli", "run", "--model", "fluxmusic-small", "--set",
+                             "demo", "--limit", "2", "--out", str(tmp_path / "runs"), "--quiet"],
+                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().count("\n") == 0
+    assert "missing weights" in result.stderr and "feizhengcong/FluxMusic" in result.stderr

@@ -142,7 +142,7 @@ def build_model(args: argparse.Namespace):
     for name in ("checkpoint", "t5", "clap", "audioldm2", "vae", "vocoder"):
         if getattr(args, name):
             options[name] = getattr(args, name)
-    return entry.create(entry.facts["size"], **options)
+    return entry.create(**options)
 
 
 # ---- output ----------------------------------------------------------------------------------------------
