@@ -126,16 +126,14 @@ class Runner:
         return eval_set, items
 
     def load_model(self):
+        options = dict(self.config.model_options)
         if (Path(self.config.model) / "fluxmusic.json").is_file():  # a trained-model folder
             entry = registry.Entry("model", Path(self.config.model).name,
                                    "fluxbench.models.fluxmusic.pipeline:FluxMusicModel.from_folder",
                                    "trained-model folder", {"family": "fluxmusic"}, {"folder": self.config.model})
-            options = {k: v for k, v in self.config.model_options.items() if k != "checkpoint"}
-            options.setdefault("keep_text_encoders", True)
-            options.setdefault("batch_size", self.config.batch_size)
-            return entry, entry.create(**options)
-        entry = registry.get("model", self.config.model)
-        options = dict(self.config.model_options)
+            options.pop("checkpoint", None)  # the folder holds its own weights
+        else:
+            entry = registry.get("model", self.config.model)
         if entry.name == "fluxmusic-demo":
             options.setdefault("progress", self.config.progress)
         if entry.facts.get("family") == "fluxmusic":
@@ -151,8 +149,9 @@ class Runner:
         return float(getattr(eval_set, "duration", 10.24))
 
     # ---- generation ---------------------------------------------------------------------------------------
-    def clip_identity(self, model, settings: dict[str, Any], item: SetItem, duration: float) -> dict[str, Any]:
-        return {"model": model.fingerprint(), "prompt": item.caption, "seed": derive_seed(self.config.seed, item.id),
+    def clip_identity(self, fingerprint: str, settings: dict[str, Any], item: SetItem,
+                      duration: float) -> dict[str, Any]:
+        return {"model": fingerprint, "prompt": item.caption, "seed": derive_seed(self.config.seed, item.id),
                 "duration": duration, "settings": settings, "batch_size": self.config.batch_size}
 
     def generate(self, model, items: list[SetItem], duration: float, settings: dict[str, Any]) -> dict[str, str]:
@@ -160,7 +159,9 @@ class Runner:
         size = self.config.batch_size
         batches = [items[i:i + size] for i in range(0, len(items), size)]
         index, count = self.shard
-        keys = {item.id: content_key(self.clip_identity(model, settings, item, duration)) for item in items}
+        fingerprint = model.fingerprint()
+        identities = {item.id: self.clip_identity(fingerprint, settings, item, duration) for item in items}
+        keys = {item_id: content_key(identity) for item_id, identity in identities.items()}
         mine = [b for n, b in enumerate(batches) if n % count == index]
         todo = [b for b in mine if not all(self.store.has(keys[item.id]) for item in b)]
         if len(todo) < len(mine):
@@ -170,8 +171,7 @@ class Runner:
             audio = model.generate([item.caption for item in batch], duration=duration, seed=seeds,
                                    **self.config.generation)
             for row, item in enumerate(batch):
-                self.store.put(keys[item.id], audio.waveforms[row], audio.sample_rate,
-                               self.clip_identity(model, settings, item, duration))
+                self.store.put(keys[item.id], audio.waveforms[row], audio.sample_rate, identities[item.id])
         return keys
 
     def resolved_settings(self, model, duration: float) -> dict[str, Any]:
