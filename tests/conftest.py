@@ -1,10 +1,12 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-REFERENCE = Path(__import__("os").environ.get("FLUXBENCH_REFERENCE", SHARED / "reference"))
+# Fixtures ship with the tests (tests/data/reference, provenance in its README); FLUXBENCH_REFERENCE may point
+# at another copy, e.g. a newer export of the same vectors.
+REFERENCE = Path(os.environ.get("FLUXBENCH_REFERENCE", Path(__file__).resolve().parent / "data" / "reference"))
 GOLDEN = REFERENCE / "golden"
 
 
