@@ -182,3 +182,23 @@ def test_cli_prints_a_table_and_writes_json(folders, tmp_path):
                             env={**os.environ, "FLUXBENCH_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
     assert failed.returncode == 2
     assert failed.stderr.strip().splitlines()[-1].startswith("fluxbench score: error: missing weights (offline mode)")
+
+
+def test_clipping_is_measured_per_clip_and_heavily_clipped_clips_are_named(folders, tmp_path, caplog):
+    gen, ref = folders
+    t = np.arange(32000) / 16000
+    loud = np.clip(1.5 * np.sin(2 * np.pi * 220 * t), -1.0, 1.0)  # full scale over most of each cycle
+    expected = float(np.mean(np.abs(loud) >= 1.0))
+    write_wav(gen / "clip04.wav", loud, 16000)
+    barely = 0.3 * np.sin(2 * np.pi * 220 * t)
+    barely[:8] = 1.0  # 8 of 32000 samples: 0.025 %, under the warning threshold
+    write_wav(gen / "clip05.wav", barely, 16000)
+    with caplog.at_level("WARNING"):
+        results = score_folders(gen, ref, backbone="descriptor", metrics="fad")
+    assert results["per_clip"]["clip04.wav"]["clipped_fraction"] == pytest.approx(expected, abs=1e-3)
+    assert results["per_clip"]["clip05.wav"]["clipped_fraction"] == pytest.approx(8 / 32000)
+    assert results["per_clip"]["clip00.wav"]["clipped_fraction"] == 0.0
+    assert set(results["generated"]["clipped"]) == {"clip04.wav"}
+    warning = next(w for w in results["warnings"] if "clipped" in w)
+    assert "clip04.wav" in warning and "clip05.wav" not in warning
+    assert "clip04.wav" in caplog.text

@@ -61,6 +61,8 @@ IS_SPLITS = 10
 IS_SEED = 2020
 MIN_SECONDS = 0.1  # shorter files are broken generations, not music: skipped and counted
 SILENCE_PEAK = 1.0 / 32768  # below one 16-bit step everywhere: digital silence (kept, counted, warned)
+CLIP_LEVEL = 1.0 - 2.0 / 32768  # at full scale within 16-bit rounding: the sample was clipped
+CLIPPED_WARN_FRACTION = 0.001  # clips with more clipped samples than this are named in a warning
 EMBED_BATCH = 8
 REFERENCE_NAMES = {"fad": "frechet_audio_distance", "fd": "frechet_distance",
                    "kl_softmax": "kullback_leibler_divergence_softmax",
@@ -88,9 +90,16 @@ class ClipSet:
     clips: list[Clip] = field(default_factory=list)
     silent: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    clipped: dict[str, float] = field(default_factory=dict)  # clip key -> fraction of samples at full scale
+
+    def heavily_clipped(self) -> dict[str, float]:
+        return {key: value for key, value in self.clipped.items() if value > CLIPPED_WARN_FRACTION}
 
     def summary(self) -> dict[str, Any]:
-        return {"dir": str(self.folder), "files": self.files, "scored": len(self.clips), "silent": self.silent}
+        fractions = list(self.clipped.values())
+        return {"dir": str(self.folder), "files": self.files, "scored": len(self.clips), "silent": self.silent,
+                "clipped_fraction": float(np.mean(fractions)) if fractions else 0.0,
+                "clipped": self.heavily_clipped()}
 
 
 def score_folders(gen_dir, ref_dir=None, metrics=None, backbone: str = "paper", captions=None,
@@ -143,6 +152,15 @@ def score_folders(gen_dir, ref_dir=None, metrics=None, backbone: str = "paper", 
     notes += sorted({str(w.message) for w in caught if issubclass(w.category, UnreliableEstimateWarning)})
     if generated.silent:
         notes.append(f"{len(generated.silent)} generated clip(s) are digital silence and were scored as such")
+    clipped = generated.heavily_clipped()
+    if clipped:
+        worst = sorted(clipped, key=clipped.get, reverse=True)
+        notes.append(f"{len(clipped)} generated clip(s) have over {CLIPPED_WARN_FRACTION:.1%} of their samples "
+                     f"clipped at full scale: " + ", ".join(f"{k} ({clipped[k]:.1%})" for k in worst[:5])
+                     + (" ..." if len(worst) > 5 else ""))
+    for key, fraction in generated.clipped.items():
+        if key in per_clip:
+            per_clip[key]["clipped_fraction"] = fraction
     for note in notes:
         log.warning(note)
 
@@ -188,12 +206,13 @@ def _collect(folder, role: str, ids: list[str] | None) -> ClipSet:
         if key in seen:
             raise ScoreError(f"{role} folder {folder}: {seen[key].name} and {path.name} have the same id {key!r}")
         seen[key] = path
-        reason = _audit(path)
+        reason, clipped = _audit(path)
         if reason == "silent":
             clip_set.silent.append(key)
         elif reason:
             clip_set.skipped.append({"set": role, "file": path.name, "reason": reason})
             continue
+        clip_set.clipped[key] = clipped
         clip_set.clips.append(Clip(key, path, content_hash(path)))
     if clip_set.skipped:
         log.warning("%s: skipped %d of %d files (%s)", folder, len(clip_set.skipped), len(files),
@@ -207,18 +226,20 @@ def _collect(folder, role: str, ids: list[str] | None) -> ClipSet:
     return clip_set
 
 
-def _audit(path: Path) -> str | None:
-    """Why a file cannot be scored ("silent" for digital silence, which is scored), or None."""
+def _audit(path: Path) -> tuple[str | None, float]:
+    """(why the file cannot be scored, or "silent" for digital silence, which is scored, or None;
+    the fraction of its samples clipped at full scale)."""
     try:
         audio, rate = read_audio(path)
     except AudioError as error:
-        return str(error).split(": ", 1)[-1]
+        return str(error).split(": ", 1)[-1], 0.0
     seconds = audio.shape[-1] / rate
     if seconds < MIN_SECONDS:
-        return f"too short ({seconds:.3f} s < {MIN_SECONDS} s)"
+        return f"too short ({seconds:.3f} s < {MIN_SECONDS} s)", 0.0
+    clipped = float(np.mean(np.abs(audio) >= CLIP_LEVEL))
     if np.abs(audio[0]).max() < SILENCE_PEAK:
-        return "silent"
-    return None
+        return "silent", clipped
+    return None, clipped
 
 
 def read_captions(path: str | os.PathLike) -> dict[str, str]:
