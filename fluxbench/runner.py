@@ -11,6 +11,7 @@ plain run (which then finds every clip) scores.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import platform
@@ -29,6 +30,7 @@ from fluxbench.store import ClipStore, content_key, derive_seed
 log = logging.getLogger(__name__)
 
 OFFLINE_DEFAULT = {"model": "fluxmusic-demo", "set": "demo"}
+GENERATION_TIME_FILE = "generation-seconds.{shard}.json"  # one per process, so shards never write the same file
 
 
 @dataclass
@@ -51,6 +53,7 @@ class RunConfig:
     store: str | None = None  # clip store; default <out>/store
     shard: tuple[int, int] | None = None  # (index, count)
     progress: bool = True
+    anchors: bool = True  # on labelled sets: score noise, untrained and codec rows beside the model
 
     def run_name(self) -> str:
         if self.name:
@@ -167,12 +170,34 @@ class Runner:
         if len(todo) < len(mine):
             log.info("resuming: %d of %d batches already generated", len(mine) - len(todo), len(mine))
         for batch in _progress(todo, len(todo), "generate", self.config.progress):
+            started = time.perf_counter()
             seeds = [derive_seed(self.config.seed, item.id) for item in batch]
             audio = model.generate([item.caption for item in batch], duration=duration, seed=seeds,
                                    **self.config.generation)
             for row, item in enumerate(batch):
                 self.store.put(keys[item.id], audio.waveforms[row], audio.sample_rate, identities[item.id])
+            self.add_generation_seconds(time.perf_counter() - started)
         return keys
+
+    def generation_seconds(self) -> float:
+        """Seconds spent generating this run's clips, summed over every process and resumed session."""
+        total = 0.0
+        for part in self.run_dir.glob(GENERATION_TIME_FILE.format(shard="*")):
+            try:
+                total += float(json.loads(part.read_text())["seconds"])
+            except (OSError, ValueError, KeyError, TypeError):
+                log.warning("%s: unreadable generation time, left out of timing", part)
+        return total
+
+    def add_generation_seconds(self, seconds: float) -> None:
+        path = self.run_dir / GENERATION_TIME_FILE.format(shard=self.shard[0])
+        before = 0.0
+        if path.is_file():
+            try:
+                before = float(json.loads(path.read_text())["seconds"])
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        write_json_atomic(path, {"seconds": round(before + seconds, 3)})
 
     def resolved_settings(self, model, duration: float) -> dict[str, Any]:
         settings = dict(self.config.generation)
@@ -228,7 +253,6 @@ class Runner:
         if self.rank == 0:
             write_json_atomic(self.run_dir / "run.json", {"config": asdict(self.config), "settings": settings})
         keys = self.generate(model, items, duration, settings)
-        generated_s = time.perf_counter() - started
         if self.dist is not None:
             self.dist.barrier()
         if self.rank != 0:
@@ -248,10 +272,12 @@ class Runner:
                                  f"set's audio")
         score_started = time.perf_counter()
         scores = self.score(generated_dir, reference_dir, scored, eval_set)
+        provenance = model.provenance()
         results = {
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "model": {"name": entry.name, "family": entry.facts.get("family"),
-                      "parameters": entry.facts.get("parameters"), "fingerprint": model.fingerprint(),
+                      "parameters": entry.facts.get("parameters") or provenance.get("parameters"),
+                      "training": provenance.get("training"), "fingerprint": model.fingerprint(),
                       "weights": model.checksums() if hasattr(model, "checksums") else {}},
             "set": {"name": eval_set.name, "items": len(items), "scored_items": len(scored),
                     "missing_references": missing, "limit": self.config.limit,
@@ -262,8 +288,17 @@ class Runner:
             "per_clip": scores.get("per_clip", {}),
             "scoring": {k: v for k, v in scores.items() if k not in ("metrics", "per_clip")},
             "environment": _environment(self.config.model_options.get("device")),
-            "timing": {"generate_s": round(generated_s, 3), "score_s": round(time.perf_counter() - score_started, 3)},
+            "timing": {"train_s": provenance.get("training", {}).get("seconds"),
+                       "generate_s": round(self.generation_seconds(), 3),
+                       "score_s": round(time.perf_counter() - score_started, 3),
+                       "wall_s": round(time.perf_counter() - started, 3)},
         }
+        if self.config.anchors and eval_set.labels() is not None:
+            from fluxbench.anchors import score_anchors
+
+            anchors_started = time.perf_counter()
+            results["anchors"] = score_anchors(self, model, eval_set, scored, reference_dir, results, duration)
+            results["timing"]["anchors_s"] = round(time.perf_counter() - anchors_started, 3)
         write_results(self.run_dir / "results.json", results)
         return results
 
@@ -290,6 +325,18 @@ def summary_table(results: dict[str, Any]) -> str:
         ci = metric.get("ci95")
         ci_text = f"[{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "-"
         lines.append(f"| {label} | {metric['value']:.4g} | {ci_text} | {metric.get('n', '-')} |")
+    timing = results.get("timing", {})
+    if timing.get("train_s") is not None:
+        lines += ["", f"training {timing['train_s']:.0f} s (when the model was trained), generation "
+                      f"{timing['generate_s']:.0f} s, scoring {timing['score_s']:.0f} s"]
+    clipped = results.get("scoring", {}).get("generated", {}).get("clipped_fraction")
+    if clipped is not None:
+        lines += ["", f"clipped samples in generated audio: {clipped:.3%}"]
+    if results.get("anchors"):
+        from fluxbench.anchors import anchor_table
+
+        lines += ["", f"Anchor rows ({results['anchors']['n']} items, same backbone, no intervals; attribute "
+                      f"accuracy read back from the audio):", "", anchor_table(results["anchors"])]
     if results["set"]["missing_references"]:
         lines += ["", f"missing reference audio: {len(results['set']['missing_references'])} items "
                       f"(listed in results.json)"]

@@ -43,3 +43,13 @@ class TextToMusicModel(abc.ABC):
     @abc.abstractmethod
     def fingerprint(self) -> str:
         """A short stable string naming the weights (checksums) and fixed generation settings."""
+
+    def untrained(self, seed: int = 0) -> "TextToMusicModel | None":
+        """The same architecture with freshly initialised trainable weights (an anchor for judging training);
+        None for models that only exist pretrained."""
+        return None
+
+    def provenance(self) -> dict[str, Any]:
+        """Facts about how the weights were made, for results files (e.g. a trained folder's "training" record:
+        steps and training seconds, and its "parameters"); empty when nothing is known."""
+        return {}

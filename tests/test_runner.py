@@ -35,7 +35,7 @@ def demo_options(tmp_path, size=6):
 
 def run_config(model_folder, tmp_path, **overrides):
     values = dict(model=str(model_folder), set="demo", set_options=demo_options(tmp_path), batch_size=2,
-                  generation={"steps": 2}, bootstrap=20, out=str(tmp_path / "runs"), progress=False)
+                  generation={"steps": 2}, bootstrap=20, out=str(tmp_path / "runs"), progress=False, anchors=False)
     values.update(overrides)
     return RunConfig(**values)
 
@@ -77,7 +77,7 @@ def test_rerun_reuses_every_clip(model_folder, tmp_path):
 
 def _run_args(model_folder, tmp_path, out, *extra):
     return ["run", "--model", str(model_folder), "--set", "demo", "--batch-size", "2", "--bootstrap", "20",
-            "--out", str(out), "--name", "r", "--quiet", *extra]
+            "--out", str(out), "--name", "r", "--quiet", "--no-anchors", *extra]
 
 
 def _demo_env(tmp_path):

@@ -258,3 +258,28 @@ def test_frozen_hub_text_encoders_are_cached_and_not_trained(tmp_path, manifest,
     assert spec["conditioner"]["kind"] == "t5-clap" and spec["codec"]["kind"] == "audioldm2"
     assert not (out / "conditioner.safetensors").exists()
     assert [int(r["step"]) for r in read_losses(out)] == [1, 2]
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    from fluxbench.models.fluxmusic.train import TrainConfig, lr_factor
+
+    config = TrainConfig(manifest="m", out="o", steps=110, warmup_steps=10, lr_schedule="cosine")
+    assert [lr_factor(s, config) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert lr_factor(10, config) == pytest.approx(1.0)
+    assert lr_factor(60, config) == pytest.approx(0.5)
+    assert lr_factor(110, config) == pytest.approx(0.0, abs=1e-12)
+    constant = TrainConfig(manifest="m", out="o", steps=110, warmup_steps=10)
+    assert lr_factor(60, constant) == 1.0
+    with pytest.raises(FluxbenchError, match="lr_schedule 'linear'"):
+        TrainConfig(manifest="m", out="o", lr_schedule="linear").check()
+
+
+def test_training_reports_step_loss_rate_and_time_left_off_a_terminal(tmp_path, manifest, caplog):
+    import re
+
+    with caplog.at_level("INFO", logger="fluxbench.train"):
+        train(tiny_config(manifest, tmp_path / "run", steps=4, save_every=4), progress=False)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("training step")]
+    assert [int(re.match(r"training step (\d+)/4 ", line).group(1)) for line in lines] == [1, 2, 3, 4]
+    assert all(re.search(r"loss \d+\.\d{4}  \d+\.\d\d steps/s  \d+m\d\ds left$", line) for line in lines)
+    assert lines[-1].endswith("0m00s left")

@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0: none)")
     parser.add_argument("--out", default="runs", help="runs folder (default runs/)")
     parser.add_argument("--name", help="run name (default <model>-<set>-seed<seed>)")
+    parser.add_argument("--no-anchors", action="store_true",
+                        help="on labelled sets (demo), skip the noise / untrained / codec rows scored beside the model")
     parser.add_argument("--shard", help="i/K: generate only every K-th batch starting at i (score with a plain run)")
 
 
@@ -63,7 +65,8 @@ def main(args: argparse.Namespace) -> int:
         backbone=args.backbone, limit=args.limit, seed=args.seed, duration=args.duration,
         batch_size=args.batch_size, generation=generation, model_options=model_options, set_options=set_options,
         reference_crop=args.reference_crop, bootstrap=args.bootstrap, out=args.out, name=args.name,
-        shard=parse_shard(args.shard) if args.shard else None, progress=not args.quiet and sys.stderr.isatty())
+        shard=parse_shard(args.shard) if args.shard else None, progress=not args.quiet and sys.stderr.isatty(),
+        anchors=not args.no_anchors)
     runner = Runner(config)
     results = runner.run()
     if results is not None:

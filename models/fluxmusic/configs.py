@@ -134,9 +134,16 @@ SIZES: dict[str, FluxMusicConfig] = {
     "giant": FluxMusicConfig(hidden_size=1408, num_heads=16, depth=16, depth_single_blocks=32, axes_dim=[16, 36, 36]),
     # The 2M-step release: giant width, but base depth. Not the Table-1 giant.
     "giant_full": FluxMusicConfig(hidden_size=1408, num_heads=16, depth=12, depth_single_blocks=24, axes_dim=[16, 36, 36]),
-    # For tests and the offline demo (same shape as the golden vectors' model, real conditioning widths vary).
+    # For tests (same shape as the golden vectors' model, real conditioning widths vary).
     "tiny": FluxMusicConfig(
         vec_in_dim=32, context_in_dim=48, hidden_size=64, num_heads=4, depth=2, depth_single_blocks=2, axes_dim=[4, 6, 6]
+    ),
+    # The offline demo: twice as wide as its 64 values per token (4 x 4 mel fold, 2 x 2 patches), since the
+    # residual stream must carry the noise it predicts; at tiny's width 64 the 128-value tokens of a 4 x 8
+    # fold could not pass through and samples stayed noise.
+    "demo": FluxMusicConfig(
+        vec_in_dim=32, context_in_dim=48, hidden_size=128, num_heads=4, depth=2, depth_single_blocks=2,
+        axes_dim=[8, 12, 12]
     ),
 }
 

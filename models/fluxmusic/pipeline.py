@@ -98,6 +98,7 @@ class FluxMusicModel(TextToMusicModel):
         self.name, self.sample_rate = name, codec.sample_rate
         self.keep_text_encoders, self.batch_size = keep_text_encoders, int(batch_size)
         self._checksums = dict(checksums or {})
+        self._provenance: dict[str, Any] = {"parameters": config.parameter_count()}
         self.preset = self._preset(preset)
         if config.in_channels != 4 * codec.latent_channels:
             raise GenerationError(f"{name}: the transformer takes {config.in_channels} values per token but the "
@@ -173,14 +174,40 @@ class FluxMusicModel(TextToMusicModel):
         if is_hub_text:
             checksums.update(conditioner.checksums())
         checksums.update({part: weights.checksum(path) for part, path in getattr(codec, "sources", {}).items()})
-        return cls(transformer, conditioner, codec, objective=spec.get("objective", "rectified_flow"),
-                   objective_options=spec.get("objective_options"),
-                   name=spec.get("name") or folder.name, checksums=checksums, device=device, **options)
+        model = cls(transformer, conditioner, codec, objective=spec.get("objective", "rectified_flow"),
+                    objective_options=spec.get("objective_options"),
+                    name=spec.get("name") or folder.name, checksums=checksums, device=device, **options)
+        if isinstance(spec.get("training"), dict):
+            model._provenance["training"] = dict(spec["training"])
+        sampling = spec.get("sampling")
+        if isinstance(sampling, dict) and "preset" not in options:  # the folder's own defaults; flags override
+            recorded = {k: sampling[k] for k in ("steps", "guidance", "negative_prompt") if k in sampling}
+            model.preset = {**model.preset, "preset": "model folder", **recorded}
+        return model
 
     # ---- identity -----------------------------------------------------------------------------------------
     def checksums(self) -> dict[str, str]:
         """sha256 of every weight file or folder in use."""
         return dict(self._checksums)
+
+    def untrained(self, seed: int = 0) -> "FluxMusicModel":
+        """Fresh transformer weights (and a fresh trainable text encoder) seeded by `seed`; frozen pretrained
+        text encoders and the codec are shared."""
+        from fluxbench.models.fluxmusic.transformer import FluxMusicTransformer
+
+        torch.manual_seed(seed)
+        transformer = FluxMusicTransformer(self.transformer.config)
+        conditioner = self.conditioner
+        if getattr(conditioner, "trainable", False):
+            conditioner = type(conditioner).from_spec(conditioner.spec())
+        model = FluxMusicModel(transformer, conditioner, self.codec, self.objective_name, self.objective.options(),
+                               name=f"{self.name}-untrained", device=self.device, dtype=self.dtype,
+                               keep_text_encoders=self.keep_text_encoders, batch_size=self.batch_size)
+        model.preset = dict(self.preset)
+        return model
+
+    def provenance(self) -> dict[str, Any]:
+        return dict(self._provenance)
 
     def fingerprint(self) -> str:
         """name + a hash of the weights' checksums and the components' specs (not the sampling settings)."""

@@ -24,3 +24,7 @@ class EvalSet(abc.ABC):
 
     def __len__(self) -> int:
         return sum(1 for _ in self.items())
+
+    def labels(self) -> dict[str, dict[str, str]] | None:
+        """Item id -> attribute labels its caption names (key, tempo, ...), for sets built from labels."""
+        return None

@@ -64,6 +64,10 @@ class DemoSet(EvalSet):
     def __len__(self) -> int:
         return self.size
 
+    def labels(self) -> dict[str, dict[str, str]]:
+        """Item id -> the attributes its caption names (see `ClipSpec.labels`)."""
+        return {item_id: spec.labels() for item_id, spec, _ in self.specs()}
+
     def write_manifest(self, path: str | os.PathLike | None = None) -> Path:
         """A JSON-lines training manifest: {"id", "path", "caption", "captions", "attributes"} per clip."""
         path = Path(path) if path is not None else self.folder.parent / f"{self.split}-{self.size}.jsonl"

@@ -61,6 +61,14 @@ class ClipSpec:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def labels(self) -> dict[str, str]:
+        """What a listener can check in the audio: the scale (key up to its relative major/minor, which share
+        every note), mode, register, tempo, loudness and drums."""
+        tonic = KEYS.index(self.key)
+        return {"scale": KEYS[(tonic + (3 if self.mode == "minor" else 0)) % 12], "mode": self.mode,
+                "register": self.register, "tempo": self.tempo, "loudness": self.dynamics,
+                "drums": "drums" if self.drums else "no drums"}
+
 
 def _rng(seed: int, split: str, index: int) -> np.random.Generator:
     if split not in SPLITS:

@@ -1,0 +1,192 @@
+"""Anchor rows for a run on a labelled set: what the same metrics give for audio of known quality.
+
+A number like "desc. FD 212" means nothing alone. Beside the trained model the run scores, with the same
+backbone, items and seeds:
+- untrained: the same architecture with freshly initialised weights, sampled with the same settings;
+- noise: white noise at each reference's RMS level;
+- codec: the references encoded and decoded by the model's own latent codec (the best the model could do);
+- references: the references themselves (attribute columns only: how accurate the estimators are).
+Attribute columns give how often an attribute read back from the audio (fluxbench.protocols.metrics.attributes)
+matches the one the prompt names, with chance (always the most frequent class) shown. The verdict says, per
+metric, whether the trained model is better than noise and the untrained model and not better than the codec.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from fluxbench.results import METRICS
+from fluxbench.store import derive_seed
+
+log = logging.getLogger(__name__)
+
+ANCHOR_DIR = "anchors"
+FIT_CLIPS = 128  # labelled training-split clips the attribute estimators are fitted on
+ROWS = ("trained", "untrained", "noise", "codec", "references")
+
+
+def _write_missing(folder: Path, ids: Sequence[str], make, rate: int) -> None:
+    """Write <id>.wav for every id not on disk yet; `make(ids)` returns their waveforms (resumable)."""
+    from fluxbench.audio import write_wav
+
+    folder.mkdir(parents=True, exist_ok=True)
+    todo = [item_id for item_id in ids if not (folder / f"{item_id}.wav").is_file()]
+    for start in range(0, len(todo), 8):
+        chunk = todo[start:start + 8]
+        for item_id, wave in zip(chunk, make(chunk)):
+            write_wav(folder / f"{item_id}.wav", wave, rate)
+
+
+def _read(folder: Path, ids: Sequence[str], rate: int) -> list[np.ndarray]:
+    from fluxbench.audio import read_audio, resample, to_mono
+
+    waves = []
+    for item_id in ids:
+        path = next(folder.glob(f"{item_id}.*"))
+        audio, source_rate = read_audio(path)
+        wave = to_mono(audio)
+        waves.append(resample(wave, source_rate, rate) if source_rate != rate else wave)
+    return waves
+
+
+def build_anchor_clips(model, run_dir: Path, reference_dir: Path, ids: Sequence[str], captions: Mapping[str, str],
+                       seed: int, duration: float, generation: Mapping[str, Any]) -> dict[str, Path]:
+    """Render the untrained, noise and codec rows' clips (those the model supports) under run_dir/anchors."""
+    import torch
+
+    root = run_dir / ANCHOR_DIR
+    rate = model.sample_rate
+    samples = int(round(duration * rate))
+    folders = {}
+    references = dict(zip(ids, _read(reference_dir, ids, rate)))
+    seeds = {item_id: derive_seed(seed, item_id) for item_id in ids}
+
+    untrained = model.untrained(seed)
+    if untrained is not None:
+        folders["untrained"] = root / "untrained"
+        _write_missing(folders["untrained"], ids, lambda chunk: untrained.generate(
+            [captions[i] for i in chunk], duration=duration, seed=[seeds[i] for i in chunk], **generation).waveforms,
+            rate)
+
+    def noise(chunk):
+        out = []
+        for item_id in chunk:
+            level = float(np.sqrt(np.mean(references[item_id] ** 2)))
+            rng = np.random.default_rng(seeds[item_id])
+            out.append(np.clip(level * rng.standard_normal(samples), -1.0, 1.0))
+        return out
+
+    folders["noise"] = root / "noise"
+    _write_missing(folders["noise"], ids, noise, rate)
+
+    codec = getattr(model, "codec", None)
+    if codec is not None:
+        from fluxbench.audio import fit_length
+
+        def through_codec(chunk):
+            waves = torch.from_numpy(np.stack([fit_length(references[i], samples) for i in chunk])).float()
+            with torch.inference_mode():
+                decoded = codec.decode(codec.encode(waves.to(model.device))).float().cpu().numpy()
+            return [np.clip(fit_length(w, samples), -1.0, 1.0) for w in decoded]
+
+        folders["codec"] = root / "codec"
+        _write_missing(folders["codec"], ids, through_codec, rate)
+    return folders
+
+
+def attribute_rows(folders: Mapping[str, Path], ids: Sequence[str], labels: Mapping[str, Mapping[str, str]],
+                   estimator) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Per row: attribute accuracy against the prompts' labels; and the chance level per attribute."""
+    from fluxbench.protocols.metrics.attributes import SAMPLE_RATE, accuracy, clip_features
+
+    truth = [labels[i] for i in ids]
+    rows, chance = {}, {}
+    for name, folder in folders.items():
+        predicted = [estimator.predict(clip_features(w)) for w in _read(folder, ids, SAMPLE_RATE)]
+        table = accuracy(predicted, truth)
+        rows[name] = {attribute: entry["accuracy"] for attribute, entry in table.items()}
+        chance = {attribute: entry["chance"] for attribute, entry in table.items()}
+    return rows, chance
+
+
+def fit_estimator(eval_set):
+    """Attribute estimators fitted on the labelled training split of a demo set (never its held-out clips)."""
+    from fluxbench.protocols.metrics.attributes import AttributeEstimator, clip_features
+    from fluxbench.protocols.sets.demo import DemoSet
+
+    corpus = DemoSet("train", size=FIT_CLIPS, seed=eval_set.seed, duration=eval_set.duration)
+    labels = corpus.labels()
+    ids = list(labels)
+    waves = _read(corpus.folder, ids, 16_000)
+    return AttributeEstimator.fit([clip_features(w) for w in waves], [labels[i] for i in ids])
+
+
+def verdict(rows: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, bool]]:
+    """Per column: is "trained" better than noise and untrained, and not better than the codec floor?"""
+    out = {}
+    trained = rows.get("trained", {})
+    for column, value in trained.items():
+        lower = METRICS[column].lower_is_better if column in METRICS else False
+        better = (lambda a, b: a < b) if lower else (lambda a, b: a > b)
+        checks = {}
+        for anchor in ("noise", "untrained"):
+            if column in rows.get(anchor, {}):
+                checks[f"beats_{anchor}"] = bool(better(value, rows[anchor][column]))
+        if column in rows.get("codec", {}):
+            checks["within_floor"] = not better(value, rows["codec"][column])
+        out[column] = checks
+    return out
+
+
+def anchor_table(anchors: Mapping[str, Any]) -> str:
+    """Markdown: rows x (metrics, attribute accuracies), a chance row and the verdict."""
+    rows, chance = anchors["rows"], anchors["chance"]
+    metric_columns = [c for c in rows["trained"] if c not in chance]
+    attribute_columns = list(chance)
+    label = lambda c: METRICS[c].label if c in METRICS else c  # noqa: E731
+    header = ["row", *map(label, metric_columns), *(f"{c} acc." for c in attribute_columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in ROWS:
+        if name not in rows:
+            continue
+        cells = [f"{rows[name][c]:.4g}" if c in rows[name] else "" for c in metric_columns]
+        cells += [f"{rows[name][c]:.2f}" if c in rows[name] else "" for c in attribute_columns]
+        lines.append("| " + " | ".join([name, *cells]) + " |")
+    lines.append("| " + " | ".join(["chance", *[""] * len(metric_columns),
+                                     *(f"{chance[c]:.2f}" for c in attribute_columns)]) + " |")
+    failed = [label(c) if c in METRICS else c for c, checks in anchors["verdict"].items()
+              if not all(checks.values())]
+    lines.append("")
+    lines.append("trained model sits between noise/untrained and the codec floor on every column"
+                 if not failed else f"trained model is NOT between noise/untrained and the codec floor on: "
+                                    f"{', '.join(failed)}")
+    return "\n".join(lines)
+
+
+def score_anchors(runner, model, eval_set, items, reference_dir: Path, results: dict[str, Any],
+                  duration: float) -> dict[str, Any]:
+    """Every anchor row, scored like the run itself (same backbone and items, no intervals)."""
+    from fluxbench.protocols.metrics.scoring import score_folders
+
+    ids = [item.id for item in items if item.id not in set(results["set"]["missing_references"])]
+    captions = {item.id: item.caption for item in items}
+    generation = {k: v for k, v in runner.config.generation.items()}
+    folders = build_anchor_clips(model, runner.run_dir, reference_dir, ids, captions, runner.config.seed,
+                                 duration, generation)
+    metric_keys = list(results["metrics"])
+    rows: dict[str, dict[str, float]] = {"trained": {k: results["metrics"][k]["value"] for k in metric_keys}}
+    for name, folder in folders.items():
+        scored = score_folders(folder, reference_dir, metrics=runner.config.metrics, backbone="descriptor",
+                               ids=ids, bootstrap=0, seed=runner.config.seed,
+                               cache_dir=Path(runner.config.out) / "cache", progress=False)
+        rows[name] = {k: scored["metrics"][k]["value"] for k in metric_keys if k in scored["metrics"]}
+    attribute_folders = {"trained": runner.run_dir / "generated", **folders, "references": reference_dir}
+    accuracies, chance = attribute_rows(attribute_folders, ids, eval_set.labels(), fit_estimator(eval_set))
+    for name, values in accuracies.items():
+        rows.setdefault(name, {}).update(values)
+    return {"rows": rows, "chance": chance, "verdict": verdict({k: v for k, v in rows.items() if k != "references"}),
+            "n": len(ids), "fit_clips": FIT_CLIPS}
