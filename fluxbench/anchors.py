@@ -43,10 +43,11 @@ def _write_missing(folder: Path, ids: Sequence[str], make, rate: int) -> None:
 
 def _read(folder: Path, ids: Sequence[str], rate: int) -> list[np.ndarray]:
     from fluxbench.audio import read_audio, resample, to_mono
+    from fluxbench.protocols.metrics.preprocess import AUDIO_SUFFIXES
 
     waves = []
     for item_id in ids:
-        path = next(folder.glob(f"{item_id}.*"))
+        path = next(p for p in folder.glob(f"{item_id}.*") if p.suffix.lower() in AUDIO_SUFFIXES)
         audio, source_rate = read_audio(path)
         wave = to_mono(audio)
         waves.append(resample(wave, source_rate, rate) if source_rate != rate else wave)
@@ -118,7 +119,7 @@ def fit_estimator(eval_set):
     from fluxbench.protocols.metrics.attributes import AttributeEstimator, clip_features
     from fluxbench.protocols.sets.demo import DemoSet
 
-    corpus = DemoSet("train", size=FIT_CLIPS, seed=eval_set.seed, duration=eval_set.duration)
+    corpus = DemoSet("train", size=FIT_CLIPS, seed=eval_set.seed, duration=eval_set.duration, root=eval_set.root)
     labels = corpus.labels()
     ids = list(labels)
     waves = _read(corpus.folder, ids, 16_000)

@@ -89,3 +89,55 @@ def test_untrained_twin_has_fresh_weights_and_the_same_shape(small_folder):
                                                      twin.conditioner.state_dict().values()))
     again = model.untrained(seed=0).transformer.state_dict()
     assert all(torch.equal(fresh_state[k], again[k]) for k in fresh_state)  # seeded
+
+
+def test_demo_run_scores_anchor_rows_with_attribute_accuracy(small_folder, tmp_path):
+    from fluxbench.anchors import anchor_table
+    from fluxbench.runner import RunConfig, Runner, summary_table
+
+    config = RunConfig(model=str(small_folder), set="demo", set_options={"size": 6, "root": str(tmp_path / "set")},
+                       batch_size=3, generation={"steps": 2}, bootstrap=0, out=str(tmp_path / "runs"),
+                       progress=False)
+    runner = Runner(config)
+    results = runner.run()
+    anchors = results["anchors"]
+    rows = anchors["rows"]
+    assert set(rows) == {"trained", "untrained", "noise", "codec", "references"}
+    metric_keys = set(results["metrics"])
+    attributes = {"scale", "mode", "register", "tempo", "loudness", "drums"}
+    for name in ("trained", "untrained", "noise", "codec"):
+        assert set(rows[name]) == metric_keys | attributes, name
+    assert set(rows["references"]) == attributes
+    assert rows["trained"]["descriptor_fd"] == results["metrics"]["descriptor_fd"]["value"]
+    # Noise matches each reference's level; the codec row is far closer to the references than noise.
+    ids = sorted(results["set"]["captions"])
+    for item_id in ids:
+        noise, _ = read_audio(runner.run_dir / "anchors" / "noise" / f"{item_id}.wav")
+        reference, _ = read_audio(runner.run_dir / "reference" / f"{item_id}.wav")
+        assert np.sqrt(np.mean(noise ** 2)) == pytest.approx(np.sqrt(np.mean(reference ** 2)), rel=0.05)
+    assert rows["codec"]["descriptor_fd"] < 0.5 * rows["noise"]["descriptor_fd"]
+    assert rows["references"]["loudness"] >= 5 / 6 and rows["noise"]["scale"] <= 2 / 6
+    assert all(0 < anchors["chance"][a] <= 1 for a in attributes)
+    assert set(anchors["verdict"]) == metric_keys | attributes
+    table = anchor_table(anchors)
+    assert "| chance |" in table and "codec floor" in table
+    assert table in summary_table(results) and results["timing"]["anchors_s"] > 0
+    # A second run reuses the anchor clips (resumable like the run itself).
+    stamp = (runner.run_dir / "anchors" / "untrained" / f"{ids[0]}.wav").stat().st_mtime_ns
+    Runner(config).run()
+    assert (runner.run_dir / "anchors" / "untrained" / f"{ids[0]}.wav").stat().st_mtime_ns == stamp
+
+
+def test_attribute_estimators_read_the_references_well_above_chance(tmp_path):
+    from fluxbench.anchors import fit_estimator
+    from fluxbench.protocols.metrics.attributes import PITCH_CLASSES, accuracy, clip_features
+    from fluxbench.protocols.sets.demo_synth import KEYS
+
+    assert PITCH_CLASSES == KEYS  # scale labels and predictions name pitch classes alike
+    held_out = DemoSet("heldout", size=48, root=tmp_path)
+    estimator = fit_estimator(held_out)
+    labels = held_out.labels()
+    predicted = [estimator.predict(clip_features(read_audio(held_out.folder / f"{i}.wav")[0][0])) for i in labels]
+    table = accuracy(predicted, list(labels.values()))
+    for attribute, entry in table.items():
+        assert entry["accuracy"] >= entry["chance"] + 0.2, (attribute, entry)

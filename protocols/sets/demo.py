@@ -36,7 +36,8 @@ class DemoSet(EvalSet):
             from fluxbench.weights import CACHE_DIR
 
             root = CACHE_DIR / "demo"
-        self.folder = Path(root) / f"v{SYNTH_VERSION}-seed{self.seed}-{self.duration:g}s" / split
+        self.root = Path(root)
+        self.folder = self.root / f"v{SYNTH_VERSION}-seed{self.seed}-{self.duration:g}s" / split
 
     def item_id(self, index: int) -> str:
         return f"demo-{self.split}-{index:05d}"
