@@ -264,9 +264,9 @@ def test_preflight_lists_every_missing_part_before_generating(tmp_path):
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     error = result.stderr[result.stderr.index("fluxbench run: error:"):].splitlines()
-    assert "6 part(s) missing (offline mode)" in error[0] and "nothing generated" in error[0]
+    assert "7 part(s) missing (offline mode)" in error[0] and "nothing generated" in error[0]
     listed = error[1:]
-    assert len(listed) == 6, listed
+    assert len(listed) == 7, listed
     for variable, local_name in SMALL_ON_MUSICCAPS:
         lines = [line for line in listed if f"set {variable}=PATH" in line]
         if variable == "FLUXBENCH_VGGISH":
