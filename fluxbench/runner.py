@@ -163,10 +163,6 @@ class Runner:
         self.shard = config.shard or (self.rank, self.world)
 
     # ---- inputs ---------------------------------------------------------------------------------------------
-    def load_set(self) -> tuple[EvalSet, list[SetItem]]:
-        eval_set = registry.get("set", self.config.set).create(**self.config.set_options)
-        return eval_set, self.set_items(eval_set)
-
     def set_items(self, eval_set: EvalSet) -> list[SetItem]:
         items = list(itertools.islice(eval_set.items(), self.config.limit))
         if len(items) < 2:
@@ -406,10 +402,14 @@ class Runner:
                                  f"need at least 2 (e.g. {examples}); point --audio-dir at the set's audio")
         score_started = time.perf_counter()
         scores = self.score(generated_dir, reference_dir, usable, eval_set)
+        missing = set(unscored)  # every reason so far is about the reference
         # What scoring itself set aside (a reference or a generated clip it could not use) is not scored either.
         for skipped in scores.get("skipped", []):
-            unscored.setdefault(Path(skipped["file"]).stem, f"{skipped['set']} {skipped['file']}: {skipped['reason']}")
-        missing = [item.id for item in items if item.id in unscored]
+            item_id = Path(skipped["file"]).stem
+            unscored.setdefault(item_id, f"{skipped['set']} {skipped['file']}: {skipped['reason']}")
+            if skipped["set"] == "reference":
+                missing.add(item_id)
+        missing = [item.id for item in items if item.id in missing]
         scored = [item for item in usable if item.id not in unscored]
         provenance = model.provenance()
         results = {
