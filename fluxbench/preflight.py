@@ -136,7 +136,9 @@ def _size(count: float) -> str:
 
 def report(parts: list[Part], title: str) -> None:
     """Log what is in place; raise one error listing every missing part, a line each."""
-    log.info("pre-flight, %s:\n%s", title, "\n".join("  " + part.line() for part in parts if part.status != "missing"))
+    in_place = [part for part in parts if part.status != "missing"]
+    if in_place:
+        log.info("pre-flight, %s:\n%s", title, "\n".join("  " + part.line() for part in in_place))
     missing = [part for part in parts if part.status == "missing"]
     if missing:
         mode = " (offline mode)" if weights.offline() else ""

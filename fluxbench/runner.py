@@ -195,9 +195,9 @@ class Runner:
             options.setdefault("batch_size", self.config.batch_size)
         return entry, entry.create(**options)
 
-    def backbone(self, eval_set: EvalSet) -> str:
+    def backbone(self) -> str:
         if self.config.backbone == "auto":
-            return "descriptor" if eval_set.name == "demo" else "paper"
+            return "descriptor" if self.config.set == "demo" else "paper"
         return self.config.backbone
 
     def reference_crop(self, eval_set: EvalSet) -> str:
@@ -214,11 +214,11 @@ class Runner:
         from fluxbench import preflight
         from fluxbench.preflight import Part
 
-        set_entry = registry.get("set", self.config.set)
+        set_entry = registry.get("set", self.config.set)  # unknown names fail at once, with a suggestion
         entry, options = self.model_entry()
-        eval_set = set_entry.create(**self.config.set_options)
         scoring = self.rank == 0 and not self.config.shard  # shards only generate
         parts: list[Part] = []
+        eval_set = set_entry.create(**self.config.set_options)  # bad options (a subset, ...) fail at once
         items: list[SetItem] = []
         try:
             items = self.set_items(eval_set)
@@ -243,7 +243,7 @@ class Runner:
             from fluxbench.protocols.metrics.backbones import weight_sources
             from fluxbench.protocols.metrics.scoring import backbones_for
 
-            names = backbones_for(self.config.metrics, self.backbone(eval_set))
+            names = backbones_for(self.config.metrics, self.backbone())
             parts += preflight.weight_parts([(source, None) for name in names for source in weight_sources(name)],
                                             weights_dir, "scoring")
         if items:
@@ -458,7 +458,7 @@ class Runner:
 
         captions = {item.id: item.caption for item in items}
         return score_folders(generated_dir, reference_dir, metrics=self.config.metrics,
-                             backbone=self.backbone(eval_set), captions=captions, ids=[item.id for item in items],
+                             backbone=self.backbone(), captions=captions, ids=[item.id for item in items],
                              bootstrap=self.config.bootstrap, seed=self.config.seed,
                              cache_dir=Path(self.config.out) / "cache",
                              weights_dir=self.config.model_options.get("weights_dir"), progress=self.config.progress)

@@ -322,6 +322,26 @@ def test_preflight_detects_an_unreachable_hub_once_and_counts_disk(tmp_path, mon
     assert len(attempts) == 3
 
 
+def test_preflight_lists_missing_captions_with_the_weights_and_rejects_bad_options_at_once(tmp_path, monkeypatch):
+    from fluxbench import FluxbenchError
+    from fluxbench.preflight import PreflightError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("FLUXBENCH_SONG_DESCRIBER_CAPTIONS", raising=False)
+    config = RunConfig(model="fluxmusic-small", set="song-describer", out=str(tmp_path / "runs"), progress=False,
+                       set_options={"audio_dir": str(tmp_path)})
+    with pytest.raises(PreflightError) as raised:
+        Runner(config).run()
+    lines = str(raised.value).splitlines()[1:]
+    assert lines[0].startswith("  captions: song-describer: no caption file; pass --captions")
+    assert any("FluxMusic-small checkpoint" in line for line in lines) and len(lines) == 9
+    bad = RunConfig(set="musiccaps", set_options={"subset": "eval"}, out=str(tmp_path / "runs"))
+    with pytest.raises(FluxbenchError, match="unknown subset 'eval'") as raised:
+        Runner(bad).run()
+    assert not isinstance(raised.value, PreflightError)
+
+
 def shutil_usage(free):
     import shutil
 

@@ -151,4 +151,4 @@ def test_song_describer_valid_subset_and_paths(tmp_path):
     assert valid[0].reference is None and valid[1].reference == root / "audio" / "01" / "2001.2min.wav"
     assert len(list(SongDescriber(audio_dir=root / "audio", subset="all").items())) == 3
     with pytest.raises(FluxbenchError, match="song-describer: no caption file"):
-        SongDescriber(audio_dir=tmp_path)
+        list(SongDescriber(audio_dir=tmp_path).items())
