@@ -32,7 +32,7 @@ class PreflightError(FluxbenchError):
 
 @dataclass(frozen=True)
 class Part:
-    status: str  # ok | download | missing | note
+    status: str  # ok | download | missing
     what: str
     detail: str
 
@@ -84,7 +84,8 @@ def weight_parts(requests, root: str | os.PathLike | None, role: str) -> list[Pa
     return parts
 
 
-def reference_parts(items, audio_dir: str | os.PathLike | None = None) -> tuple[list[Part], dict[str, int]]:
+def reference_part(items, audio_dir: str | os.PathLike | None = None) -> Part:
+    """Reference clips present, missing and in an unsupported format; missing when fewer than 2 are usable."""
     from fluxbench.audio import unsupported_format
 
     counts = {"present": 0, "missing": 0, "unsupported": 0}
@@ -109,7 +110,7 @@ def reference_parts(items, audio_dir: str | os.PathLike | None = None) -> tuple[
     if status == "missing":
         detail += ("; metrics need at least 2: point --audio-dir at the set's audio" if audio_dir is None else
                    "; metrics need at least 2: is that the set's audio folder?")
-    return [Part(status, "reference audio", detail)], counts
+    return Part(status, "reference audio", detail)
 
 
 def disk_part(out: str | os.PathLike, clips: int, duration: float, sample_rate: int, references: int,

@@ -227,7 +227,7 @@ class Runner:
         else:
             parts.append(Part("ok", "captions", self.captions_note(eval_set, items)))
             if scoring:
-                parts += preflight.reference_parts(items, getattr(eval_set, "audio_dir", None))[0]
+                parts.append(preflight.reference_part(items, getattr(eval_set, "audio_dir", None)))
         weights_dir = self.config.model_options.get("weights_dir")
         try:
             requests = preflight.model_weight_requests(entry, options)
