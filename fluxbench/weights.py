@@ -87,25 +87,29 @@ def offline() -> bool:
 
 HUB_ENDPOINT = "https://huggingface.co"
 REACH_TIMEOUT_S = 3.0
-_reachable: dict[str, bool] = {}  # host -> answer, asked once per process
+_reachable: dict[tuple[str, int], bool] = {}  # (host, port) -> answer, asked once per process
+
+
+def _address(source: WeightSource) -> tuple[str, int]:
+    url = urllib.parse.urlsplit(source.url or os.environ.get("HF_ENDPOINT") or HUB_ENDPOINT)
+    return url.hostname or url.path, url.port or (80 if url.scheme == "http" else 443)
 
 
 def server_of(source: WeightSource) -> str:
     """The host a download of `source` would contact."""
-    url = source.url or os.environ.get("HF_ENDPOINT") or HUB_ENDPOINT
-    return urllib.parse.urlsplit(url).hostname or url
+    return _address(source)[0]
 
 
 def reachable(source: WeightSource) -> bool:
     """Whether the server of `source` accepts a connection; one short attempt per host and process."""
-    host = server_of(source)
-    if host not in _reachable:
+    address = _address(source)
+    if address not in _reachable:
         try:
-            socket.create_connection((host, 443), timeout=REACH_TIMEOUT_S).close()
-            _reachable[host] = True
+            socket.create_connection(address, timeout=REACH_TIMEOUT_S).close()
+            _reachable[address] = True
         except OSError:
-            _reachable[host] = False
-    return _reachable[host]
+            _reachable[address] = False
+    return _reachable[address]
 
 
 def weights_dir(override: str | os.PathLike | None = None) -> Path | None:
