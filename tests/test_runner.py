@@ -59,7 +59,7 @@ def test_run_writes_complete_results(model_folder, tmp_path):
     assert on_disk["model"]["fingerprint"].startswith(Path(model_folder).name)
     assert on_disk["model"]["weights"] and all(len(v) == 64 for v in on_disk["model"]["weights"].values())
     assert on_disk["environment"]["torch"] and on_disk["environment"]["fluxbench"]
-    # provenance: versions of the hub libraries, the checkout's commit, a model folder's size and training time
+    # provenance: versions of the hub libraries, the checkout's commit, a model folder's size
     from importlib.metadata import version
 
     environment = on_disk["environment"]
@@ -70,9 +70,7 @@ def test_run_writes_complete_results(model_folder, tmp_path):
 
     stored = load_file(str(Path(model_folder) / "transformer.safetensors"))
     assert on_disk["model"]["parameters"] == sum(tensor.numel() for tensor in stored.values())
-    with open(Path(model_folder) / "loss.csv", newline="") as handle:
-        assert on_disk["model"]["training_s"] == float(list(csv.DictReader(handle))[-1]["seconds"])
-    assert set(on_disk["timing"]) == {"preflight_s", "load_model_s", "generate_s", "score_s"}
+    assert {"preflight_s", "load_model_s", "train_s", "generate_s", "score_s"} <= set(on_disk["timing"])
     assert on_disk["metrics"], "no metric computed"
     for key, metric in on_disk["metrics"].items():
         assert np.isfinite(metric["value"]), key
