@@ -536,7 +536,8 @@ def test_listening_means_from_too_few_ratings_get_no_interval_and_no_bold(tmp_pa
     """One rating of 4 must not read as `4.00 ± 0.00` and be emphasised above the published rows."""
     listening = tmp_path / "listening.json"
     listening.write_text(json.dumps([
-        {"system": "one-rating", "group": "expert", "ovl": 4.0, "ovl_ci95": [4.0, 4.0], "rel": 4.0, "rel_ci95": 0, "n": 1},
+        {"system": "one-rating", "group": "expert", "ovl": 4.0, "ovl_ci95": [4.0, 4.0], "rel": 4.0, "rel_ci95": 0,
+         "n": 1},
         {"system": "many", "group": "expert", "ovl": 3.0, "ovl_ci95": [2.8, 3.2], "rel": 2.5, "rel_ci95": 0.2, "n": 40},
     ]))
     reported = tmp_path / "reported.json"
@@ -558,7 +559,8 @@ def test_a_runs_folder_reports_what_it_skipped_and_why(tmp_path, caplog):
     from fluxbench.results import write_results
 
     runs = tmp_path / "runs"
-    document = {"model": {"name": "m"}, "set": {"name": "musiccaps"}, "settings": {}, "metrics": {"fad": {"value": 1.0}}}
+    document = {"model": {"name": "m"}, "set": {"name": "musiccaps"}, "settings": {},
+                "metrics": {"fad": {"value": 1.0}}}
     write_results(runs / "finished" / "results.json", document)
     (runs / "unfinished").mkdir()
     (runs / "unfinished" / "run.json").write_text("{}")

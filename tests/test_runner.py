@@ -243,7 +243,8 @@ def _no_weights_env(tmp_path, offline=True):
 # variable, file or folder under --weights-dir) per part, from the README's weights tables.
 SMALL_ON_MUSICCAPS = [("FLUXBENCH_FLUXMUSIC_SMALL", "FluxMusic/musicflow_s.pt"),
                       ("FLUXBENCH_T5", "stable-diffusion-3-medium-diffusers"), ("FLUXBENCH_CLAP", "larger_clap_music"),
-                      ("FLUXBENCH_AUDIOLDM2_VAE", "audioldm2/vae"), ("FLUXBENCH_AUDIOLDM2_VOCODER", "audioldm2/vocoder"),
+                      ("FLUXBENCH_AUDIOLDM2_VAE", "audioldm2/vae"),
+                      ("FLUXBENCH_AUDIOLDM2_VOCODER", "audioldm2/vocoder"),
                       ("FLUXBENCH_VGGISH", "vggish-10086976.pth"), ("FLUXBENCH_PANNS_16K", "Cnn14_16k_mAP=0.438.pth")]
 
 

@@ -112,7 +112,8 @@ def test_one_list_of_audio_suffixes():
 
     for module in (design, preprocess, captions_csv, build):
         assert module.AUDIO_SUFFIXES is audio.AUDIO_SUFFIXES, module.__name__
-    assert ".m4a" not in audio.AUDIO_SUFFIXES and audio.unsupported_format("x.M4A").startswith("unsupported format .m4a")
+    assert ".m4a" not in audio.AUDIO_SUFFIXES
+    assert audio.unsupported_format("x.M4A").startswith("unsupported format .m4a")
 
 
 def test_musiccaps_bad_files_are_one_line_errors(tmp_path):

@@ -191,7 +191,8 @@ class FluxMusicModel(TextToMusicModel):
         hub_options = {"use_t5": use_t5, "use_clap": use_clap, "weights_dir": weights_dir, "device": device}
         is_hub_text = spec["conditioner"].get("kind") == T5ClapConditioner.kind
         conditioner = build_conditioner(spec["conditioner"], folder, **(hub_options if is_hub_text else {}))
-        weights.resolve_all(cls.folder_weight_requests(folder, use_t5, use_clap), weights_dir)  # all missing in one error
+        # every missing component in one error
+        weights.resolve_all(cls.folder_weight_requests(folder, use_t5, use_clap), weights_dir)
         transformer, spec = load_model_folder(folder)
         if is_hub_text:
             _check_widths(transformer.config, conditioner, str(folder))
