@@ -18,8 +18,23 @@ if TYPE_CHECKING:
     import torch
 
 
+# The one list of audio file suffixes the project reads (what `read_audio`, through libsndfile, decodes): sets
+# look up references with it, scoring lists folders with it, reports and listening tests pick clips with it.
+# Anything else (.m4a, .aac, .webm, ...) is reported as an unsupported format, never silently dropped.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aif", ".aiff")
+
+
 class AudioError(FluxbenchError):
     pass
+
+
+def unsupported_format(path: str | os.PathLike) -> str | None:
+    """Why `path` cannot be read by its suffix ("unsupported format .m4a; ..."), or None for a known suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix in AUDIO_SUFFIXES:
+        return None
+    return (f"unsupported format {suffix or '(no suffix)'}; convert it to one of {', '.join(AUDIO_SUFFIXES)} "
+            f"(e.g. ffmpeg -i in{suffix} out.flac)")
 
 
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
@@ -29,10 +44,12 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such audio file")
+    if unsupported_format(path):
+        raise AudioError(f"{path}: {unsupported_format(path)}")
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as error:  # soundfile raises several types for corrupt or unknown formats
-        raise AudioError(f"{path}: unreadable audio ({error}); expected a WAV/FLAC/OGG/MP3 file") from None
+        raise AudioError(f"{path}: unreadable audio ({error}); expected a WAV/FLAC/OGG/MP3/AIFF file") from None
     if data.shape[0] == 0:
         raise AudioError(f"{path}: empty audio (0 samples)")
     if not np.isfinite(data).all():

@@ -44,9 +44,11 @@ register(
 )
 
 register("set", "musiccaps", "fluxbench.protocols.sets.musiccaps:MusicCaps",
-         "MusicCaps: 5,521 ten-second AudioSet clips with expert captions (musiccaps-public.csv)",
+         "MusicCaps: 5,521 ten-second AudioSet clips with expert captions (shipped; --subset all, audioset-eval, "
+         "balanced)",
          items=5521, audio="--audio-dir (or $FLUXBENCH_MUSICCAPS_AUDIO): <ytid>.wav|flac|mp3 ...",
-         captions="google/MusicCaps (hub dataset) or --captions musiccaps-public.csv")
+         captions="shipped (musiccaps-public.csv, CC BY-SA 4.0, Google LLC); --captions overrides",
+         subsets="all (5521), audioset-eval (2858), balanced (1000)")
 register("set", "song-describer", "fluxbench.protocols.sets.song_describer:SongDescriber",
          "Song Describer: crowd-sourced captions of MTG-Jamendo recordings, valid subset",
          items=746, audio="--audio-dir (or $FLUXBENCH_SONG_DESCRIBER_AUDIO): the dataset's audio/ tree",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from fluxbench import FluxbenchError, __version__
@@ -66,7 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(rest)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     try:
-        return int(module.main(args) or 0)
+        code = int(module.main(args) or 0)
+        sys.stdout.flush()  # inside the try: a reader that closed the pipe early is seen here
+        return code
+    except BrokenPipeError:
+        # The reader (`| head`) has what it wanted: stop quietly, as other command-line tools do. Point stdout
+        # at /dev/null so that the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, the status of a tool ended by a closed pipe
     except FluxbenchError as error:
         print(f"fluxbench {command}: error: {error}", file=sys.stderr)
         return 2

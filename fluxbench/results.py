@@ -3,13 +3,18 @@
 Layout (schema_version 1):
 {
   "schema": "fluxbench.results", "schema_version": 1, "created": ISO-8601 time,
-  "model":    {"name", "family", "parameters", "fingerprint", "weights": {component: sha256}},
-  "set":      {"name", "items", "scored_items", "missing_references": [ids], "captions": {id: caption}},
+  "model":    {"name", "family", "parameters" (registry fact, else counted from the model's configuration),
+               "training" (a model folder's training record), "fingerprint", "weights": {component: sha256}},
+  "set":      {"name", "subset", "items", "scored_items" (items scoring read a generated and a reference clip
+               for), "missing_references": [ids], "unscored": {id: why}, "limit", "reference_crop" (as applied),
+               "captions_file", "captions_sha256", "captions": {id: caption}},
   "settings": {"seed", "steps", "guidance", "duration", "batch_size", "preset", "solver", ...},
   "metrics":  {key: {"value": float, "ci95": [low, high] | null, "n": int, "backbone": str, ...}},
   "per_clip": {item_id: {key: float}},
-  "environment": {"fluxbench", "python", "torch", "numpy", "device", "platform"},
-  "timing":   {"generate_s", "score_s", ...}
+  "environment": {"fluxbench", "fluxbench_commit" (null outside a git checkout), "python", "torch", "numpy",
+                  "transformers", "diffusers" (null when not installed), "device", "platform"},
+  "timing":   {"preflight_s", "load_model_s" (includes training a model on first use), "train_s" (the model
+               folder's training), "generate_s" (all processes), "score_s", "wall_s", ["anchors_s"]}
 }
 Metric keys are those of `METRICS` below; a key a reader does not know is kept and shown under its own name.
 """

@@ -15,6 +15,8 @@ import json
 import logging
 import os
 import platform
+import re
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 
 OFFLINE_DEFAULT = {"model": "fluxmusic-demo", "set": "demo"}
 GENERATION_TIME_FILE = "generation-seconds.{shard}.json"  # one per process, so shards never write the same file
+MODEL_SPEC = "fluxmusic.json"  # what marks a trained-model folder
 
 
 @dataclass
@@ -55,11 +58,26 @@ class RunConfig:
     progress: bool = True
     anchors: bool = True  # on labelled sets: score noise, untrained and codec rows beside the model
 
+    def model_name(self) -> str:
+        """The model's own name: a registry name as given, a trained-model folder's name (not its path)."""
+        if (Path(self.model) / MODEL_SPEC).is_file():
+            return Path(self.model).resolve().name
+        return self.model
+
     def run_name(self) -> str:
+        """A single folder name, so a run always lands directly under --out, where `report` looks."""
         if self.name:
+            if self.name != _single_component(self.name):
+                raise FluxbenchError(f"--name {self.name!r}: expected a plain folder name (no '/', '..' or leading "
+                                     f"'.'); the run goes under --out ({self.out})")
             return self.name
-        parts = [self.model, self.set, f"seed{self.seed}"] + ([f"n{self.limit}"] if self.limit else [])
-        return "-".join(parts)
+        parts = [self.model_name(), self.set, f"seed{self.seed}"] + ([f"n{self.limit}"] if self.limit else [])
+        return _single_component("-".join(parts))
+
+
+def _single_component(name: str) -> str:
+    """`name` made a safe single path component (separators become '-', no leading dots)."""
+    return re.sub(r"[/\\]+", "-", name).lstrip(".") or "run"
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -94,9 +112,36 @@ def _environment(device: str | None) -> dict[str, Any]:
     import numpy
     import torch
 
-    return {"fluxbench": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
-            "numpy": numpy.__version__, "platform": platform.platform(), "device": device or "auto",
+    return {"fluxbench": __version__, "fluxbench_commit": _git_commit(), "python": sys.version.split()[0],
+            "torch": torch.__version__, "numpy": numpy.__version__,
+            # the hub components and the baselines run through these; their versions change outputs
+            "transformers": _version_of("transformers"), "diffusers": _version_of("diffusers"),
+            "platform": platform.platform(), "device": device or "auto",
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def _version_of(distribution: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> str | None:
+    """The commit of the fluxbench checkout in use (with "-dirty" for local changes); None for an installed copy."""
+    source = Path(__file__).resolve().parent.parent
+    if not (source / ".git").exists():
+        return None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=source,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (commit + ("-dirty" if dirty else "")) if commit else None
 
 
 def _progress(iterable, total: int, label: str, enabled: bool):
@@ -118,25 +163,29 @@ class Runner:
         self.shard = config.shard or (self.rank, self.world)
 
     # ---- inputs ---------------------------------------------------------------------------------------------
-    def load_set(self) -> tuple[EvalSet, list[SetItem]]:
-        eval_set = registry.get("set", self.config.set).create(**self.config.set_options)
+    def set_items(self, eval_set: EvalSet) -> list[SetItem]:
         items = list(itertools.islice(eval_set.items(), self.config.limit))
         if len(items) < 2:
             raise FluxbenchError(f"set {self.config.set!r} yields {len(items)} item(s); metrics need at least 2")
         ids = [item.id for item in items]
         if len(set(ids)) != len(ids):
             raise FluxbenchError(f"set {self.config.set!r} has duplicate item ids")
-        return eval_set, items
+        return items
 
-    def load_model(self):
+    def model_entry(self) -> tuple[registry.Entry, dict[str, Any]]:
+        """The model's registry entry (a trained-model folder gets one of its own) and its loading options."""
         options = dict(self.config.model_options)
-        if (Path(self.config.model) / "fluxmusic.json").is_file():  # a trained-model folder
-            entry = registry.Entry("model", Path(self.config.model).name,
+        if (Path(self.config.model) / MODEL_SPEC).is_file():  # a trained-model folder
+            entry = registry.Entry("model", self.config.model_name(),
                                    "fluxbench.models.fluxmusic.pipeline:FluxMusicModel.from_folder",
                                    "trained-model folder", {"family": "fluxmusic"}, {"folder": self.config.model})
             options.pop("checkpoint", None)  # the folder holds its own weights
         else:
             entry = registry.get("model", self.config.model)
+        return entry, options
+
+    def load_model(self):
+        entry, options = self.model_entry()
         if entry.name == "fluxmusic-demo":
             options.setdefault("progress", self.config.progress)
         if entry.facts.get("family") == "fluxmusic":
@@ -145,6 +194,73 @@ class Runner:
             options.setdefault("keep_text_encoders", True)
             options.setdefault("batch_size", self.config.batch_size)
         return entry, entry.create(**options)
+
+    def backbone(self) -> str:
+        if self.config.backbone == "auto":
+            return "descriptor" if self.config.set == "demo" else "paper"
+        return self.config.backbone
+
+    def reference_crop(self, eval_set: EvalSet) -> str:
+        crop = self.config.reference_crop or getattr(eval_set, "reference_crop", "none")
+        if crop not in ("none", "start", "center"):
+            raise FluxbenchError(f"--reference-crop {crop!r}: expected none, start or center")
+        return crop
+
+    # ---- pre-flight -----------------------------------------------------------------------------------------
+    def preflight(self) -> tuple[EvalSet, list[SetItem]]:
+        """Every part the run needs, located in seconds (nothing generated or downloaded): the set's captions and
+        reference audio, the model's weights, the scoring backbones' weights and disk for the clips. One error
+        lists every missing part."""
+        from fluxbench import preflight
+        from fluxbench.preflight import Part
+
+        set_entry = registry.get("set", self.config.set)  # unknown names fail at once, with a suggestion
+        entry, options = self.model_entry()
+        scoring = self.rank == 0 and not self.config.shard  # shards only generate
+        parts: list[Part] = []
+        eval_set = set_entry.create(**self.config.set_options)  # bad options (a subset, ...) fail at once
+        items: list[SetItem] = []
+        try:
+            items = self.set_items(eval_set)
+        except FluxbenchError as error:
+            parts.append(Part("missing", "captions", str(error)))
+        else:
+            parts.append(Part("ok", "captions", self.captions_note(eval_set, items)))
+            if scoring:
+                parts.append(preflight.reference_part(items, getattr(eval_set, "audio_dir", None)))
+        weights_dir = self.config.model_options.get("weights_dir")
+        try:
+            requests = preflight.model_weight_requests(entry, options)
+        except (FluxbenchError, OSError, ValueError) as error:
+            parts.append(Part("missing", f"model {entry.name}", str(error)))
+        else:
+            parts += preflight.weight_parts(requests, weights_dir, "model")
+            if not requests:
+                parts.append(Part("ok", f"model {entry.name}", "no downloadable weights"
+                                  + (" (trained on first use when absent: minutes on CPU)"
+                                     if entry.name == "fluxmusic-demo" else "")))
+        if scoring:
+            from fluxbench.protocols.metrics.backbones import weight_sources
+            from fluxbench.protocols.metrics.scoring import backbones_for
+
+            names = backbones_for(self.config.metrics, self.backbone())
+            parts += preflight.weight_parts([(source, None) for name in names for source in weight_sources(name)],
+                                            weights_dir, "scoring")
+        if items:
+            duration = self.duration(eval_set)
+            rate = int(entry.facts.get("sample_rate") or 16_000)
+            parts.append(preflight.disk_part(self.config.out, len(items), duration, rate, len(items),
+                                             scoring and self.reference_crop(eval_set) != "none"))
+        preflight.report(parts, f"{entry.name} on {self.config.set}")
+        return eval_set, items
+
+    @staticmethod
+    def captions_note(eval_set: EvalSet, items: list[SetItem]) -> str:
+        subset = getattr(eval_set, "subset", None)
+        path = getattr(eval_set, "captions_path", None)
+        where = f"{path}" + (" (shipped, sha256 verified)" if getattr(eval_set, "shipped_captions", False) else "")
+        return (f"{len(items)} items" + (f", subset {subset}" if subset else "")
+                + (f" from {where}" if path else ""))
 
     def duration(self, eval_set: EvalSet) -> float:
         if self.config.duration:
@@ -208,22 +324,30 @@ class Runner:
         return settings
 
     # ---- references -----------------------------------------------------------------------------------------
-    def prepare_references(self, eval_set: EvalSet, items: list[SetItem], duration: float) -> tuple[Path, list[str]]:
-        """Place each available reference at reference/<id>.<ext>; returns the folder and the missing ids."""
-        from fluxbench.audio import fit_length, read_audio, write_wav
+    def prepare_references(self, eval_set: EvalSet, items: list[SetItem],
+                           duration: float) -> tuple[Path, dict[str, str]]:
+        """Place each usable reference at reference/<id>.<ext>; returns the folder and, for every item whose
+        reference is absent, in an unsupported format or unreadable, why (reading it as scoring will)."""
+        from fluxbench.audio import AudioError, fit_length, read_audio, unsupported_format, write_wav
+        from fluxbench.protocols.metrics.scoring import audit_file
 
         folder = self.run_dir / "reference"
         folder.mkdir(parents=True, exist_ok=True)
-        crop = self.config.reference_crop or getattr(eval_set, "reference_crop", "none")
-        if crop not in ("none", "start", "center"):
-            raise FluxbenchError(f"--reference-crop {crop!r}: expected none, start or center")
-        missing = []
+        crop = self.reference_crop(eval_set)
+        problems: dict[str, str] = {}
         for item in items:
             if item.reference is None or not Path(item.reference).is_file():
-                missing.append(item.id)
+                problems[item.id] = "no reference file"
                 continue
             source = Path(item.reference)
+            if unsupported_format(source):
+                problems[item.id] = f"{source.name}: {unsupported_format(source)}"
+                continue
             if crop == "none":
+                reason, _ = audit_file(source)
+                if reason and reason != "silent":
+                    problems[item.id] = f"{source.name}: {reason}"
+                    continue
                 target = folder / f"{item.id}{source.suffix.lower()}"
                 if not target.exists():
                     os.symlink(source.resolve(), target)
@@ -231,11 +355,15 @@ class Runner:
             target = folder / f"{item.id}.wav"
             if target.exists():
                 continue
-            audio, rate = read_audio(source)
+            try:
+                audio, rate = read_audio(source)
+            except AudioError as error:
+                problems[item.id] = f"{source.name}: {str(error).split(': ', 1)[-1]}"
+                continue
             samples = int(round(duration * rate))
             start = 0 if crop == "start" else max(0, (audio.shape[-1] - samples) // 2)
             write_wav(target, fit_length(audio[:, start:], samples), rate)
-        return folder, missing
+        return folder, problems
 
     def export_generated(self, keys: dict[str, str], items: list[SetItem]) -> Path:
         folder = self.run_dir / "generated"
@@ -246,12 +374,14 @@ class Runner:
     # ---- the whole run --------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any] | None:
         started = time.perf_counter()
-        eval_set, items = self.load_set()
+        eval_set, items = self.preflight()
+        checked = time.perf_counter()
         entry, model = self.load_model()
         duration = self.duration(eval_set)
         settings = self.resolved_settings(model, duration)
         if self.rank == 0:
             write_json_atomic(self.run_dir / "run.json", {"config": asdict(self.config), "settings": settings})
+        loaded = time.perf_counter()
         keys = self.generate(model, items, duration, settings)
         if self.dist is not None:
             self.dist.barrier()
@@ -264,14 +394,23 @@ class Runner:
             return None
 
         generated_dir = self.export_generated(keys, items)
-        reference_dir, missing = self.prepare_references(eval_set, items, duration)
-        scored = [item for item in items if item.id not in missing]
-        if len(scored) < 2:
-            raise FluxbenchError(f"only {len(scored)} of {len(items)} items have reference audio; metrics need "
-                                 f"at least 2 (missing e.g. {', '.join(missing[:3])}); point --audio-dir at the "
-                                 f"set's audio")
+        reference_dir, unscored = self.prepare_references(eval_set, items, duration)
+        usable = [item for item in items if item.id not in unscored]
+        if len(usable) < 2:
+            examples = "; ".join(f"{k}: {v}" for k, v in list(unscored.items())[:3])
+            raise FluxbenchError(f"only {len(usable)} of {len(items)} items have usable reference audio; metrics "
+                                 f"need at least 2 (e.g. {examples}); point --audio-dir at the set's audio")
         score_started = time.perf_counter()
-        scores = self.score(generated_dir, reference_dir, scored, eval_set)
+        scores = self.score(generated_dir, reference_dir, usable, eval_set)
+        missing = set(unscored)  # every reason so far is about the reference
+        # What scoring itself set aside (a reference or a generated clip it could not use) is not scored either.
+        for skipped in scores.get("skipped", []):
+            item_id = Path(skipped["file"]).stem
+            unscored.setdefault(item_id, f"{skipped['set']} {skipped['file']}: {skipped['reason']}")
+            if skipped["set"] == "reference":
+                missing.add(item_id)
+        missing = [item.id for item in items if item.id in missing]
+        scored = [item for item in usable if item.id not in unscored]
         provenance = model.provenance()
         results = {
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -279,8 +418,10 @@ class Runner:
                       "parameters": entry.facts.get("parameters") or provenance.get("parameters"),
                       "training": provenance.get("training"), "fingerprint": model.fingerprint(),
                       "weights": model.checksums() if hasattr(model, "checksums") else {}},
-            "set": {"name": eval_set.name, "items": len(items), "scored_items": len(scored),
-                    "missing_references": missing, "limit": self.config.limit,
+            "set": {"name": eval_set.name, "subset": getattr(eval_set, "subset", None), "items": len(items),
+                    "scored_items": scores["pairing"]["shared"], "missing_references": missing,
+                    "unscored": unscored, "limit": self.config.limit, "reference_crop": self.reference_crop(eval_set),
+                    **self.captions_provenance(eval_set),
                     "captions": {item.id: item.caption for item in items}},
             "settings": {"seed": self.config.seed, "duration": duration, "batch_size": self.config.batch_size,
                          **settings},
@@ -288,7 +429,8 @@ class Runner:
             "per_clip": scores.get("per_clip", {}),
             "scoring": {k: v for k, v in scores.items() if k not in ("metrics", "per_clip")},
             "environment": _environment(self.config.model_options.get("device")),
-            "timing": {"train_s": provenance.get("training", {}).get("seconds"),
+            "timing": {"preflight_s": round(checked - started, 3), "load_model_s": round(loaded - checked, 3),
+                       "train_s": provenance.get("training", {}).get("seconds"),
                        "generate_s": round(self.generation_seconds(), 3),
                        "score_s": round(time.perf_counter() - score_started, 3),
                        "wall_s": round(time.perf_counter() - started, 3)},
@@ -302,17 +444,24 @@ class Runner:
         write_results(self.run_dir / "results.json", results)
         return results
 
+    @staticmethod
+    def captions_provenance(eval_set: EvalSet) -> dict[str, Any]:
+        path = getattr(eval_set, "captions_path", None)
+        if path is None:
+            return {"captions_file": None, "captions_sha256": None}
+        from fluxbench.weights import sha256_of
+
+        return {"captions_file": str(path), "captions_sha256": sha256_of(path)}
+
     def score(self, generated_dir: Path, reference_dir: Path, items: list[SetItem], eval_set: EvalSet) -> dict:
         from fluxbench.protocols.metrics.scoring import score_folders
 
-        backbone = self.config.backbone
-        if backbone == "auto":
-            backbone = "descriptor" if eval_set.name == "demo" else "paper"
         captions = {item.id: item.caption for item in items}
-        return score_folders(generated_dir, reference_dir, metrics=self.config.metrics, backbone=backbone,
-                             captions=captions, ids=[item.id for item in items], bootstrap=self.config.bootstrap,
-                             seed=self.config.seed, cache_dir=Path(self.config.out) / "cache",
-                             progress=self.config.progress)
+        return score_folders(generated_dir, reference_dir, metrics=self.config.metrics,
+                             backbone=self.backbone(), captions=captions, ids=[item.id for item in items],
+                             bootstrap=self.config.bootstrap, seed=self.config.seed,
+                             cache_dir=Path(self.config.out) / "cache",
+                             weights_dir=self.config.model_options.get("weights_dir"), progress=self.config.progress)
 
 
 def summary_table(results: dict[str, Any]) -> str:

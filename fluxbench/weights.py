@@ -5,7 +5,9 @@ Resolution order for every component:
 2. the component's environment variable (e.g. FLUXBENCH_VGGISH=/data/vggish.pth);
 3. `<weights dir>/<local name>` where the weights dir is `--weights-dir` or $FLUXBENCH_WEIGHTS_DIR;
 4. the Hugging Face cache (no network);
-5. a download (hub or URL) unless offline mode is on ($HF_HUB_OFFLINE=1 or $FLUXBENCH_OFFLINE=1).
+5. a download (hub or URL) unless offline mode is on ($HF_HUB_OFFLINE=1 or $FLUXBENCH_OFFLINE=1) or the
+   server cannot be reached (tried once per host and process, a few seconds at most, so a machine without
+   network fails at once instead of retrying every component).
 When several components are missing, one error lists all of them with how to supply each.
 
 Local copies mirror the hub: `<weights dir>/<repo name>/<subfolder or file>`, e.g.
@@ -18,6 +20,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import socket
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +83,33 @@ class WeightSource:
 
 def offline() -> bool:
     return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "FLUXBENCH_OFFLINE"))
+
+
+HUB_ENDPOINT = "https://huggingface.co"
+REACH_TIMEOUT_S = 3.0
+_reachable: dict[tuple[str, int], bool] = {}  # (host, port) -> answer, asked once per process
+
+
+def _address(source: WeightSource) -> tuple[str, int]:
+    url = urllib.parse.urlsplit(source.url or os.environ.get("HF_ENDPOINT") or HUB_ENDPOINT)
+    return url.hostname or url.path, url.port or (80 if url.scheme == "http" else 443)
+
+
+def server_of(source: WeightSource) -> str:
+    """The host a download of `source` would contact."""
+    return _address(source)[0]
+
+
+def reachable(source: WeightSource) -> bool:
+    """Whether the server of `source` accepts a connection; one short attempt per host and process."""
+    address = _address(source)
+    if address not in _reachable:
+        try:
+            socket.create_connection(address, timeout=REACH_TIMEOUT_S).close()
+            _reachable[address] = True
+        except OSError:
+            _reachable[address] = False
+    return _reachable[address]
 
 
 def weights_dir(override: str | os.PathLike | None = None) -> Path | None:
@@ -162,9 +193,28 @@ def _download(source: WeightSource) -> Path:
     return root / (source.subfolder or "")
 
 
-def _how_to_supply(source: WeightSource, root: Path | None) -> str:
+def how_to_supply(source: WeightSource, root: Path | None) -> str:
+    """One line: the component, where it lives online, its environment variable and its weights-dir path."""
+    return f"{source.name}: {supply_hint(source, root)}"
+
+
+def supply_hint(source: WeightSource, root: Path | None) -> str:
     in_dir = f"{root}/{source.local_name}" if root else f"$FLUXBENCH_WEIGHTS_DIR/{source.local_name}"
-    return f"{source.name}: {source.where} (or set {source.env_var}=PATH, or place it at {in_dir})"
+    return f"{source.where} (or set {source.env_var}=PATH, or place it at {in_dir})"
+
+
+def locate(source: WeightSource, explicit: str | os.PathLike | None = None, root: Path | None = None) -> Path | None:
+    """A local copy of `source` (explicit path, env var, weights dir, HF cache) or None; never downloads.
+
+    An explicit path that does not exist, or a folder lacking required parts, is an error rather than a miss.
+    """
+    path = next((p for p in _local_candidates(source, explicit, root) if p.exists()), None)
+    if explicit and path is None:
+        raise MissingWeightsError(f"{source.name}: {explicit} does not exist")
+    if path is not None and source.missing_parts(path):
+        raise MissingWeightsError(
+            f"{source.name}: {path} lacks {', '.join(source.missing_parts(path))}; expected a copy of {source.where}")
+    return path or _from_hf_cache(source)
 
 
 def resolve(source: WeightSource, explicit: str | os.PathLike | None = None,
@@ -179,22 +229,20 @@ def resolve_all(requests: Iterable[tuple[WeightSource, str | os.PathLike | None]
     found: list[Path | None] = []
     missing: list[str] = []
     for source, explicit in requests:
-        path = next((p for p in _local_candidates(source, explicit, root) if p.exists()), None)
-        if explicit and path is None:
-            raise MissingWeightsError(f"{source.name}: {explicit} does not exist")
-        if path is not None and source.missing_parts(path):
-            raise MissingWeightsError(
-                f"{source.name}: {path} lacks {', '.join(source.missing_parts(path))}; expected a copy of {source.where}")
-        path = path or _from_hf_cache(source)
+        path = locate(source, explicit, root)
         if path is None and not offline():
+            if not reachable(source):
+                missing.append(f"{how_to_supply(source, root)} [{server_of(source)} unreachable]")
+                found.append(None)
+                continue
             try:
                 path = _download(source)
-            except Exception as error:  # no network, no such repo, ...
-                missing.append(f"{_how_to_supply(source, root)} [download failed: {type(error).__name__}]")
+            except Exception as error:  # no such repo, a gated repo, a dropped connection, ...
+                missing.append(f"{how_to_supply(source, root)} [download failed: {type(error).__name__}]")
                 found.append(None)
                 continue
         if path is None:
-            missing.append(_how_to_supply(source, root))
+            missing.append(how_to_supply(source, root))
         elif source.sha256 and path.is_file() and sha256_of(path) != source.sha256:
             raise MissingWeightsError(f"{source.name}: {path} has the wrong checksum; expected sha256 {source.sha256}")
         found.append(path)

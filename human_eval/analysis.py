@@ -20,6 +20,10 @@ import numpy as np
 from fluxbench.human_eval.study import ASPECTS, GROUPS, SCHEMA_VERSION, Key, Study, StudyError, write_text_atomic
 
 POOLED = "all"
+# The two-way bootstrap needs at least two raters and two prompts to vary at all (one rating gives the
+# zero-width [4.00, 4.00]), so at least 2 x 2 ratings; a mean below that is shown with its n, without an
+# interval, and never marked best.
+MIN_RATINGS_FOR_INTERVAL = 4
 RESULTS_SCHEMA = "fluxbench.human_eval"
 RESULTS_SCHEMA_VERSION = 1
 
@@ -37,11 +41,19 @@ class Observation:
 @dataclass(frozen=True)
 class Estimate:
     mean: float
-    low: float
-    high: float
+    low: float | None  # None: too few ratings or raters for an interval
+    high: float | None
     n_ratings: int
     n_raters: int
     n_prompts: int
+
+    def text(self, with_ci: bool = True) -> str:
+        interval = f" [{self.low:.2f}, {self.high:.2f}]" if with_ci and self.low is not None else ""
+        return f"{self.mean:.2f}{interval} (n={self.n_ratings})"
+
+
+def interval_is_meaningful(n_ratings: int, n_raters: int, n_prompts: int) -> bool:
+    return n_ratings >= MIN_RATINGS_FOR_INTERVAL and n_raters >= 2 and n_prompts >= 2
 
 
 @dataclass(frozen=True)
@@ -150,12 +162,7 @@ class RatingTable:
             for group in self.groups:
                 for aspect in ASPECTS:
                     cell = self.cells.get((system, group, aspect))
-                    if cell is None:
-                        row.append("-")
-                    elif with_ci:
-                        row.append(f"{cell.mean:.2f} [{cell.low:.2f}, {cell.high:.2f}]")
-                    else:
-                        row.append(f"{cell.mean:.2f}")
+                    row.append("-" if cell is None else cell.text(with_ci))
             out.append(row)
         return out
 
@@ -178,8 +185,9 @@ class RatingTable:
                 for aspect in ASPECTS:
                     cell = self.cells.get((system, group, aspect))
                     if cell is not None:
-                        writer.writerow([system, group, aspect.upper(), f"{cell.mean:.4f}", f"{cell.low:.4f}",
-                                         f"{cell.high:.4f}", cell.n_ratings, cell.n_raters, cell.n_prompts])
+                        low, high = ("" if v is None else f"{v:.4f}" for v in (cell.low, cell.high))
+                        writer.writerow([system, group, aspect.upper(), f"{cell.mean:.4f}", low, high,
+                                         cell.n_ratings, cell.n_raters, cell.n_prompts])
         return buffer.getvalue()
 
 
@@ -256,6 +264,8 @@ def analyse(study: Study, key: Key, rater_groups: dict[str, str],
             for aspect in ASPECTS:
                 values = np.array([getattr(o, aspect) for o in rows])
                 mean, low, high = bootstrap_mean(values, r_index, p_index, weights, level)
+                if not interval_is_meaningful(len(rows), len(set(r_index)), len(set(p_index))):
+                    low = high = None
                 estimates[system, group, aspect] = Estimate(mean, low, high, len(rows), len(set(r_index)),
                                                             len(set(p_index)))
         units = sorted({(o.system, o.prompt_id) for o in subset})
@@ -271,7 +281,8 @@ def analyse(study: Study, key: Key, rater_groups: dict[str, str],
     excluded = [s for s in screens if s.excluded]
     notes = [
         f"Mean opinion scores on the 1-5 scale with {level:.0%} two-way bootstrap intervals (raters and prompts "
-        f"resampled, {resamples} resamples).",
+        f"resampled, {resamples} resamples); n: ratings behind each mean; no interval below "
+        f"{MIN_RATINGS_FOR_INTERVAL} ratings or from a single rater or prompt.",
         "Raters per group: " + ", ".join(
             f"{g} {len({o.token for o in observations if o.group == g})}" for g in groups) +
         f" ({sum(s.rated == s.assigned for s in screens if not s.excluded)} finished all their clips); "

@@ -33,14 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fluxbench.audio import fit_length, integrated_loudness, read_audio, resample, to_mono, write_wav
+from fluxbench.audio import AUDIO_SUFFIXES, fit_length, integrated_loudness, read_audio, resample, to_mono, write_wav
 from fluxbench.human_eval.study import (
     AUDIO_DIR, GROUPS, KEY_FILE, RATERS_FILE, SCHEMA_VERSION, STUDY_FILE, StudyError,
 )
 
 log = logging.getLogger(__name__)
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 CAPTION_SIDECARS = ("captions.csv", "captions.jsonl", "captions.json", "metadata.jsonl", "manifest.json")
 ID_FIELDS = ("id", "item_id", "prompt_id", "ytid", "name")
 CAPTION_FIELDS = ("caption", "text", "prompt", "description")

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fluxbench.atomic import copy_file, write_text
+from fluxbench.audio import AUDIO_SUFFIXES
 from fluxbench.reports.tables import (RENDERERS, ReportError, Run, Table, architecture_table, comparison_table,
                                       listening_table, load_listening, load_runs, measured_rows, split_label)
 
 log = logging.getLogger(__name__)
 
 FORMATS = tuple(RENDERERS)
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 
 @dataclass

@@ -16,6 +16,7 @@ import csv
 import html
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -30,6 +31,8 @@ PAPER_METRICS = ("fad", "kl_softmax", "is", "clap")
 SET_TITLES = {"musiccaps": "MusicCaps", "song_describer": "Song Describer"}
 MISSING = "–"
 REPORTED_MARK = "†"
+
+log = logging.getLogger("fluxbench.report")
 
 
 class ReportError(FluxbenchError):
@@ -66,6 +69,7 @@ class Column:
     lower_is_better: bool | None = None  # None: the column is not ranked
     style: str = "number"  # number | count (parameters) | hours | integer
     decimals: int = 2
+    min_n: int | None = None  # shown with "(n=...)"; a cell of fewer ratings is never marked best
 
     @property
     def header(self) -> str:
@@ -109,7 +113,14 @@ class Table:
         text = f"{cell.value:.{column.decimals}f}"
         if cell.half_width is not None:
             text += f" {pm} {cell.half_width:.{column.decimals}f}"
+        if column.min_n is not None and cell.n is not None:
+            text += f" (n={cell.n})"
         return text
+
+    def rankable(self, row: TableRow, column: Column) -> bool:
+        cell = self.cell(row, column)
+        too_few = column.min_n is not None and cell.n is not None and cell.n < column.min_n
+        return row.ranked and cell.number is not None and not too_few
 
     def best(self) -> dict[str, set[int]]:
         """Column key -> indices of the rows whose displayed value is the best (ties share it)."""
@@ -118,7 +129,7 @@ class Table:
             if column.lower_is_better is None:
                 continue
             shown = {i: round(self.cell(row, column).number, column.decimals)
-                     for i, row in enumerate(self.rows) if row.ranked and self.cell(row, column).number is not None}
+                     for i, row in enumerate(self.rows) if self.rankable(row, column)}
             if len(set(shown.values())) < 2:  # a single value, or all tied: nothing stands out
                 continue
             target = (min if column.lower_is_better else max)(shown.values())
@@ -306,12 +317,18 @@ def split_label(spec: str) -> tuple[str | None, str]:
 
 
 def load_runs(specs: Iterable[str]) -> list[Run]:
-    """Results files or run folders; a folder without results.json stands for every run folder inside it."""
+    """Results files or run folders; a folder without results.json stands for every run folder inside it.
+
+    Sub-folders of such a folder that are not used are logged with why: a run that has not finished (run.json
+    but no results.json yet) and a folder holding runs one level further down.
+    """
     runs = []
     for spec in specs:
         label, path = split_label(spec)
         paths = [Path(path)]
         if paths[0].is_dir() and not (paths[0] / "results.json").is_file():
+            for reason in skipped_run_folders(paths[0]):
+                log.warning("skipped %s", reason)
             paths = sorted(paths[0].glob("*/results.json")) or paths
             if label and len(paths) > 1:
                 raise ReportError(f"{spec}: a label names one run, but {path} holds {len(paths)}")
@@ -319,6 +336,17 @@ def load_runs(specs: Iterable[str]) -> list[Run]:
             document = load_results(one)
             runs.append(Run(label or str(document["model"].get("name") or one.stem), one, document))
     return runs
+
+
+def skipped_run_folders(folder: Path) -> list[str]:
+    """Each sub-folder of a runs folder that holds no results.json although it looks like a run, with why."""
+    skipped = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not (p / "results.json").is_file()):
+        if (sub / "run.json").is_file():
+            skipped.append(f"{sub}: an unfinished run (run.json but no results.json; rerun it to finish)")
+        elif any(sub.glob("*/results.json")):
+            skipped.append(f"{sub}: holds runs one level further down; pass {sub} itself")
+    return skipped
 
 
 def normalise_set(name: str) -> str:
@@ -554,8 +582,11 @@ def listening_table(rows: list[ListeningRow], decimals: int = 2) -> Table:
     if duplicates:
         system, group, _ = duplicates[0]
         raise ReportError(f"listening results: system {system!r} has more than one {group} row")
+    from fluxbench.human_eval.analysis import MIN_RATINGS_FOR_INTERVAL
+
     groups = [g for g in LISTENING_GROUPS if any(r.group == g for r in rows)]
-    columns = [Column(f"{g}:{aspect}", label, g.capitalize(), lower_is_better=False, decimals=decimals)
+    columns = [Column(f"{g}:{aspect}", label, g.capitalize(), lower_is_better=False, decimals=decimals,
+                      min_n=MIN_RATINGS_FOR_INTERVAL)
                for g in groups for aspect, label in ASPECT_LABELS.items()]
     systems = list(dict.fromkeys((r.system, r.reported) for r in sorted(rows, key=lambda r: not r.reported)))
     table_rows = []
@@ -565,6 +596,8 @@ def listening_table(rows: list[ListeningRow], decimals: int = 2) -> Table:
         for r in own:
             for aspect in ASPECT_LABELS:
                 ci = getattr(r, f"{aspect}_ci95")
+                if r.n is not None and r.n < MIN_RATINGS_FOR_INTERVAL:
+                    ci = None  # too few ratings for an interval to mean anything
                 cells[f"{r.group}:{aspect}"] = Cell(getattr(r, aspect), *(ci or (None, None)), n=r.n)
         table_rows.append(TableRow(system, cells, reported, "; ".join(sorted({r.source for r in own if r.source})),
                                    ranked=system.strip().lower() != GROUND_TRUTH))
@@ -573,5 +606,6 @@ def listening_table(rows: list[ListeningRow], decimals: int = 2) -> Table:
     if not all(row.ranked for row in table_rows):
         notes.append("Ground truth (the real recordings) is shown for reference and not ranked.")
     if counts:
-        notes.append(f"Ratings per mean: {counts[0]}" + (f" to {counts[-1]}." if len(counts) > 1 else "."))
+        notes.append(f"Ratings per mean: {counts[0]}" + (f" to {counts[-1]}." if len(counts) > 1 else ".")
+                     + f" n: ratings behind a mean; below {MIN_RATINGS_FOR_INTERVAL} no interval and never bold.")
     return Table("table4", "Listening test (paper Table 4 layout)", "System", columns, table_rows, notes)

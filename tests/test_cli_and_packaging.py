@@ -123,3 +123,16 @@ def test_wheel_contains_the_mapped_wings(tmp_path):
         for source in directory.glob("*.py"):
             expected = "/".join(package.split(".")) + "/" + source.name
             assert expected in names, expected
+    # data shipped beside the code: the MusicCaps captions and their licence note
+    assert {"fluxbench/protocols/sets/data/musiccaps-public.csv", "fluxbench/protocols/sets/data/README.md"} <= set(names)
+
+
+@pytest.mark.parametrize("command", [["models", "--json"], ["models"], ["sets", "--json"]])
+def test_a_reader_closing_the_pipe_early_is_no_error(command):
+    """`fluxbench models --json | head` must not end in a BrokenPipeError traceback."""
+    process = subprocess.Popen([sys.executable, "-m", "fluxbench.cli", *command], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    process.stdout.close()  # the reader is gone before anything is written: every write hits a closed pipe
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr and "Exception ignored" not in stderr

@@ -297,14 +297,18 @@ def test_means_and_ci_on_a_hand_computable_case():
     # Resampled means of A's expert OVL can only lie between the smallest and largest rating.
     assert 3 <= expert_a_ovl.low <= expert_a_ovl.mean <= expert_a_ovl.high <= 5
     beginner = results.estimates["B", "beginner", "ovl"]
-    assert (beginner.mean, beginner.low, beginner.high, beginner.n_ratings) == (5, 5, 5, 1)
+    # One rating: its mean with n, and no (zero-width) interval.
+    assert (beginner.mean, beginner.low, beginner.high, beginner.n_ratings) == (5, None, None, 1)
+    row = next(r for r in results.table.rows() if r[0] == "B")
+    assert row[1] == "5.00 (n=1)" and re.fullmatch(r"1\.75 \[\d\.\d\d, \d\.\d\d\] \(n=4\)", row[3])
     assert results.estimates["A", "all", "ovl"].mean == pytest.approx((4 + 5 + 3 + 4 + 1) / 5)
     # Table 4 layout: systems as rows, OVL and REL per rater group (beginner first).
     table = results.table
     assert table.header() == ["System", "Beginner OVL", "Beginner REL", "Expert OVL", "Expert REL"]
-    assert table.rows(with_ci=False) == [["A", "1.00", "1.00", "4.00", "2.25"], ["B", "5.00", "5.00", "1.75", "4.75"]]
+    assert table.rows(with_ci=False) == [["A", "1.00 (n=1)", "1.00 (n=1)", "4.00 (n=4)", "2.25 (n=4)"],
+                                         ["B", "5.00 (n=1)", "5.00 (n=1)", "1.75 (n=4)", "4.75 (n=4)"]]
     markdown = table.to_markdown()
-    assert "| A | 1.00 [1.00, 1.00] | 1.00 [1.00, 1.00] | 4.00 [" in markdown
+    assert "| A | 1.00 (n=1) | 1.00 (n=1) | 4.00 [" in markdown
     long = list(csv.DictReader(io.StringIO(table.to_csv())))
     assert len(long) == 8
     row = next(r for r in long if (r["system"], r["group"], r["aspect"]) == ("B", "expert", "REL"))
@@ -351,7 +355,9 @@ def test_table_keeps_both_groups_and_explains_missing_agreement():
     groups = {"e1": "expert", "e2": "expert"}
     study, key, stored = tiny_study(ratings, groups)
     results = analyse(study, key, groups, stored, resamples=200)
-    assert results.table.rows(with_ci=False) == [["A", "-", "-", "3.00", "3.00"]]
+    assert results.table.rows(with_ci=False) == [["A", "-", "-", "3.00 (n=2)", "3.00 (n=2)"]]
+    # one rating per prompt from different raters: each rater and prompt seen once, too few for an interval
+    assert results.estimates["A", "expert", "ovl"].low is None
     assert results.agreement["expert"]["clips_rated_twice"] == 0
     assert "expert undefined (no clip rated by two raters)" in results.table.to_markdown()
 
@@ -406,7 +412,8 @@ def test_cli_create_and_results_end_to_end(tmp_path, capsys):
     responses.close()
     assert cli(["human-eval", "results", str(study), "--resamples", "300"]) == 0
     printed = capsys.readouterr().out
-    assert "| zqalphasys | 4.00 [4.00, 4.00] | 4.00 [4.00, 4.00] | 4.00 [4.00, 4.00] | 3.00 [3.00, 3.00] |" in printed
+    assert ("| zqalphasys | 4.00 [4.00, 4.00] (n=8) | 4.00 [4.00, 4.00] (n=8) | 4.00 [4.00, 4.00] (n=8) "
+            "| 3.00 [3.00, 3.00] (n=8) |") in printed
     saved = json.loads((study / "results" / "human_eval.json").read_text())
     assert (saved["schema"], saved["schema_version"]) == ("fluxbench.human_eval", 1)
     cell = next(e for e in saved["estimates"]
@@ -434,9 +441,10 @@ def test_reports_wing_reads_the_results_files(tmp_path):
     tables = pytest.importorskip("fluxbench.reports.tables")
     ratings = {
         "e1": {("A", "p1"): (4, 2), ("A", "p2"): (5, 3), ("B", "p1"): (2, 5), ("B", "p2"): (1, 4)},
+        "e2": {("A", "p1"): (5, 2), ("A", "p2"): (4, 3), ("B", "p1"): (2, 5), ("B", "p2"): (1, 4)},
         "b1": {("A", "p1"): (1, 1), ("B", "p1"): (5, 5)},
     }
-    groups = {"e1": "expert", "b1": "beginner"}
+    groups = {"e1": "expert", "e2": "expert", "b1": "beginner"}
     study, key, stored = tiny_study(ratings, groups)
     results = analyse(study, key, groups, stored, resamples=200)
     files = write_results(results, tmp_path)
@@ -446,4 +454,5 @@ def test_reports_wing_reads_the_results_files(tmp_path):
         expert_a = results.estimates["A", "expert", "ovl"]
         assert rows["A", "expert"].ovl == pytest.approx(4.5)
         assert rows["A", "expert"].ovl_ci95 == pytest.approx((expert_a.low, expert_a.high), abs=1e-4)
-        assert rows["B", "beginner"].rel == 5 and rows["A", "expert"].n == 2
+        assert rows["B", "beginner"].rel == 5 and rows["A", "expert"].n == 4
+        assert rows["B", "beginner"].ovl_ci95 is None and rows["B", "beginner"].n == 1  # one rating: no interval

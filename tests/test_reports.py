@@ -41,7 +41,7 @@ REPORTED = [
      "params": "1.5B", "hours": 20000, "source": "FluxMusic paper, Table 3", "reported": True},
     {"model": "MusicGen", "set": "Song Describer", "metrics": {"FAD": 2.50, "KL": 1.21}, "reported": True},
 ]
-PM = re.compile(r"^(?P<value>-?\d+\.\d+)(?:\s*(?:±|\$\\pm\$)\s*(?P<half>\d+\.\d+))?$")
+PM = re.compile(r"^(?P<value>-?\d+\.\d+)(?:\s*(?:±|\$\\pm\$)\s*(?P<half>\d+\.\d+))?(?: \(n=(?P<n>\d+)\))?$")
 
 
 def make_runs(folder: Path) -> list[str]:
@@ -347,6 +347,7 @@ def check_table4(markdown: str, rows: list[dict]) -> None:
             source = next(r for r in rows if r["system"] == line[0] and r["group"] == group)
             value, half, bold = parse_cell(text)
             assert value == pytest.approx(source[aspect], abs=0.005 + 1e-9)
+            assert text.endswith(f"(n={source['n']})") or text.endswith(f"(n={source['n']})**")  # n beside every mean
             interval = listening_interval(source, aspect)
             assert half == (None if interval is None else pytest.approx((interval[1] - interval[0]) / 2, abs=0.005))
             column = [r[aspect] for r in rows if r["group"] == group]
@@ -529,3 +530,46 @@ def test_ground_truth_is_shown_but_not_ranked(tmp_path):
     without_truth = "\n".join(line for line in text.splitlines() if not line.startswith("| Ground truth |"))
     check_table4(without_truth, LISTENING)  # emphasis among the systems only
     assert "Ground truth (the real recordings) is shown for reference and not ranked." in text
+
+
+def test_listening_means_from_too_few_ratings_get_no_interval_and_no_bold(tmp_path):
+    """One rating of 4 must not read as `4.00 ± 0.00` and be emphasised above the published rows."""
+    listening = tmp_path / "listening.json"
+    listening.write_text(json.dumps([
+        {"system": "one-rating", "group": "expert", "ovl": 4.0, "ovl_ci95": [4.0, 4.0], "rel": 4.0, "rel_ci95": 0,
+         "n": 1},
+        {"system": "many", "group": "expert", "ovl": 3.0, "ovl_ci95": [2.8, 3.2], "rel": 2.5, "rel_ci95": 0.2, "n": 40},
+    ]))
+    reported = tmp_path / "reported.json"
+    reported.write_text(json.dumps([{"system": "Paper model", "group": "expert", "ovl": 3.5, "rel": 3.6}]))
+    out = tmp_path / "out"
+    assert main(["report", "--listening", str(listening), "--reported", str(reported), "--out", str(out),
+                 "--format", "md", "-q"]) == 0
+    text = (out / "table4.md").read_text()
+    _, shown = parse_markdown(text)
+    cells = {row[0].rstrip(" †"): row[1:] for row in shown}
+    assert cells["one-rating"] == ["4.00 (n=1)", "4.00 (n=1)"]  # no interval, no bold
+    assert cells["many"] == ["3.00 ± 0.20 (n=40)", "2.50 ± 0.20 (n=40)"]
+    assert [parse_cell(c)[2] for c in cells["Paper model"]] == [True, True]  # the best among rankable means
+    assert "below 4 no interval and never bold" in text
+
+
+def test_a_runs_folder_reports_what_it_skipped_and_why(tmp_path, caplog):
+    from fluxbench.reports.tables import load_runs
+    from fluxbench.results import write_results
+
+    runs = tmp_path / "runs"
+    document = {"model": {"name": "m"}, "set": {"name": "musiccaps"}, "settings": {},
+                "metrics": {"fad": {"value": 1.0}}}
+    write_results(runs / "finished" / "results.json", document)
+    (runs / "unfinished").mkdir()
+    (runs / "unfinished" / "run.json").write_text("{}")
+    write_results(runs / "runs" / "nested" / "results.json", document)  # what older versions wrote for runs/<name>
+    (runs / "store" / "clips").mkdir(parents=True)  # the clip store and the embedding cache are no runs
+    with caplog.at_level("WARNING", logger="fluxbench.report"):
+        loaded = load_runs([str(runs)])
+    assert [run.path for run in loaded] == [runs / "finished" / "results.json"]
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(str(runs / "unfinished") in m and "unfinished run" in m for m in messages), messages
+    assert any(str(runs / "runs") in m and f"pass {runs / 'runs'} itself" in m for m in messages), messages
+    assert len(messages) == 2

@@ -50,9 +50,70 @@ def test_musiccaps_items_subsets_and_audio(tmp_path):
     assert items[0].reference == audio / "-0Gj8-vB1q4.wav" and items[1].reference is None
     assert [i.id for i in MusicCaps(captions=captions, subset="audioset-eval").items()] == ["-0Gj8-vB1q4", "-0vPFx-wRRI"]
     assert [i.id for i in MusicCaps(captions=captions, subset="balanced").items()] == ["-0SdAVK79lg", "-0vPFx-wRRI"]
-    # the caption file found inside the audio folder, as datasets are often unpacked
-    (audio / "musiccaps-public.csv").write_bytes(captions.read_bytes())
-    assert len(list(MusicCaps(audio_dir=audio).items())) == 3
+
+
+def test_shipped_musiccaps_captions_need_only_the_audio(tmp_path, monkeypatch):
+    """The published file ships with the package: 5,521 rows, 2,858 AudioSet-eval, 1,000 balanced."""
+    import hashlib
+
+    from fluxbench.protocols.sets import musiccaps
+
+    monkeypatch.delenv("FLUXBENCH_MUSICCAPS_CAPTIONS", raising=False)
+    shipped = musiccaps.SHIPPED_CAPTIONS
+    assert hashlib.sha256(shipped.read_bytes()).hexdigest() == \
+        "bce5500709e6b129e070cbffc28caefe6b3d6977b2073493ee9b48806096c034"
+    license_note = (shipped.parent / "README.md").read_text()
+    assert "CC BY-SA 4.0" in license_note and "Google LLC" in license_note and "Agostinelli" in license_note
+    write_wav(tmp_path / "-0Gj8-vB1q4.flac", np.zeros(160), 16000)
+    counts = {}
+    for subset in ("all", "audioset-eval", "balanced"):
+        eval_set = MusicCaps(audio_dir=tmp_path, subset=subset)
+        items = list(eval_set.items())
+        counts[subset] = len(items)
+        assert eval_set.captions_path == shipped and len({i.id for i in items}) == len(items)
+    assert counts == {"all": 5521, "audioset-eval": 2858, "balanced": 1000}
+    first = next(MusicCaps(audio_dir=tmp_path).items())
+    assert first.id == "-0Gj8-vB1q4" and first.reference == tmp_path / "-0Gj8-vB1q4.flac"
+    assert first.caption.startswith("The low quality recording features a ballad song")
+
+
+def test_shipped_captions_are_checked_against_their_sha256(tmp_path, monkeypatch):
+    from fluxbench.protocols.sets import musiccaps
+
+    monkeypatch.delenv("FLUXBENCH_MUSICCAPS_CAPTIONS", raising=False)
+    damaged = tmp_path / "musiccaps-public.csv"
+    damaged.write_bytes(musiccaps.SHIPPED_CAPTIONS.read_bytes().replace(b"ballad", b"ballet", 1))
+    monkeypatch.setattr(musiccaps, "SHIPPED_CAPTIONS", damaged)
+    with pytest.raises(FluxbenchError, match=r"shipped caption file .* has sha256 [0-9a-f]{64}, expected bce55007"):
+        list(MusicCaps().items())
+    # an explicit caption file is read as given (its checksum goes into the results instead)
+    assert len(list(MusicCaps(captions=damaged).items())) == 5521
+
+
+def test_reference_lookup_prefers_readable_formats_and_keeps_unsupported_ones(tmp_path):
+    from fluxbench.protocols.sets.captions_csv import AudioFolder
+
+    for name in ("a.m4a", "a.flac", "b.m4a", "c.wav", ".d.wav", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    folder = AudioFolder(tmp_path)
+    assert folder.find("a") == tmp_path / "a.flac"  # readable beats unsupported
+    assert folder.find("b") == tmp_path / "b.m4a"  # kept, so the run reports it as unsupported, not missing
+    assert folder.find("c") == tmp_path / "c.wav" and folder.find("d") is None and folder.find("e") is None
+    assert AudioFolder(None).find("a") is None and AudioFolder(tmp_path / "absent").find("a") is None
+
+
+def test_one_list_of_audio_suffixes():
+    """Set lookup, scoring, reports and listening tests share one list, and it is what read_audio accepts."""
+    import fluxbench.audio as audio
+    import fluxbench.human_eval.design as design
+    import fluxbench.protocols.metrics.preprocess as preprocess
+    import fluxbench.protocols.sets.captions_csv as captions_csv
+    import fluxbench.reports.build as build
+
+    for module in (design, preprocess, captions_csv, build):
+        assert module.AUDIO_SUFFIXES is audio.AUDIO_SUFFIXES, module.__name__
+    assert ".m4a" not in audio.AUDIO_SUFFIXES
+    assert audio.unsupported_format("x.M4A").startswith("unsupported format .m4a")
 
 
 def test_musiccaps_bad_files_are_one_line_errors(tmp_path):
@@ -91,4 +152,4 @@ def test_song_describer_valid_subset_and_paths(tmp_path):
     assert valid[0].reference is None and valid[1].reference == root / "audio" / "01" / "2001.2min.wav"
     assert len(list(SongDescriber(audio_dir=root / "audio", subset="all").items())) == 3
     with pytest.raises(FluxbenchError, match="song-describer: no caption file"):
-        SongDescriber(audio_dir=tmp_path)
+        list(SongDescriber(audio_dir=tmp_path).items())

@@ -35,15 +35,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--weights-dir", help="folder holding local copies of weights (see README)")
     model.add_argument("--checkpoint", help="a FluxMusic checkpoint file to use instead of the hub release")
     data = parser.add_argument_group("set data")
-    data.add_argument("--captions", help="caption file of the set (e.g. musiccaps-public.csv, song_describer.csv)")
+    data.add_argument("--captions", help="caption file of the set (song_describer.csv; MusicCaps ships its own, "
+                                         "this overrides it)")
     data.add_argument("--audio-dir", help="folder of the set's reference audio")
-    data.add_argument("--subset", help="set subset (musiccaps: all, audioset-eval, balanced; song-describer: "
-                                       "valid, all)")
+    data.add_argument("--subset", help="set subset (musiccaps: all 5521, audioset-eval 2858, balanced 1000; "
+                                       "song-describer: valid, all); recorded in results.json")
     data.add_argument("--reference-crop", choices=["none", "start", "center"],
                       help="crop references to the clip length (default: the set's convention)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0: none)")
     parser.add_argument("--out", default="runs", help="runs folder (default runs/)")
-    parser.add_argument("--name", help="run name (default <model>-<set>-seed<seed>)")
+    parser.add_argument("--name", help="run folder name under --out (default <model name>-<set>-seed<seed>)")
     parser.add_argument("--no-anchors", action="store_true",
                         help="on labelled sets (demo), skip the noise / untrained / codec rows scored beside the model")
     parser.add_argument("--shard", help="i/K: generate only every K-th batch starting at i (score with a plain run)")

@@ -121,18 +121,9 @@ class FluxMusicModel(TextToMusicModel):
         size = size.removeprefix("fluxmusic-").replace("-", "_")
         config = get_config(size)
         device = resolve_device(device)
-        if size in CHECKPOINT_FILES:
-            checkpoint_source = weights.fluxmusic_checkpoint(size)
-        elif checkpoint is None:
-            raise GenerationError(f"FluxMusic size {size!r} has no released checkpoint; pass checkpoint=PATH "
-                                  f"(released sizes: {', '.join(CHECKPOINT_FILES)})")
-        else:
-            checkpoint_source = weights.WeightSource(f"FluxMusic-{size} checkpoint", "FLUXBENCH_FLUXMUSIC_CHECKPOINT",
-                                                     f"FluxMusic/musicflow_{size}.pt")
         conditioner = T5ClapConditioner(t5, clap, use_t5=use_t5, use_clap=use_clap, weights_dir=weights_dir,
                                         device=device)
-        requests = [(checkpoint_source, str(checkpoint) if checkpoint else None), *conditioner.weight_requests(),
-                    *AudioLDM2Codec.weight_requests(audioldm2, *(str(p) if p else None for p in (vae, vocoder)))]
+        requests = cls.size_weight_requests(size, checkpoint, t5, clap, audioldm2, vae, vocoder, use_t5, use_clap)
         paths = weights.resolve_all(requests, weights_dir)  # every missing component in one error
         _check_widths(config, conditioner, f"fluxmusic-{size}")
 
@@ -144,6 +135,43 @@ class FluxMusicModel(TextToMusicModel):
                      **{part: weights.checksum(path) for part, path in codec.sources.items()}}
         return cls(transformer, conditioner, codec, name=f"fluxmusic-{size.replace('_', '-')}",
                    checksums=checksums, device=device, **options)
+
+    @staticmethod
+    def size_weight_requests(size: str, checkpoint: str | os.PathLike | None = None, t5: str = weights.DEFAULT_T5,
+                             clap: str = weights.DEFAULT_CLAP, audioldm2: str = weights.DEFAULT_AUDIOLDM2,
+                             vae: str | os.PathLike | None = None, vocoder: str | os.PathLike | None = None,
+                             use_t5: bool = True, use_clap: bool = True, **_: Any
+                             ) -> list[tuple[weights.WeightSource, str | None]]:
+        """Every component `for_size` resolves, in its order (the checkpoint first), without loading anything."""
+        size = size.removeprefix("fluxmusic-").replace("-", "_")
+        if size in CHECKPOINT_FILES:
+            checkpoint_source = weights.fluxmusic_checkpoint(size)
+        elif checkpoint is None:
+            raise GenerationError(f"FluxMusic size {size!r} has no released checkpoint; pass checkpoint=PATH "
+                                  f"(released sizes: {', '.join(CHECKPOINT_FILES)})")
+        else:
+            checkpoint_source = weights.WeightSource(f"FluxMusic-{size} checkpoint", "FLUXBENCH_FLUXMUSIC_CHECKPOINT",
+                                                     f"FluxMusic/musicflow_{size}.pt")
+        conditioner = T5ClapConditioner(t5, clap, use_t5=use_t5, use_clap=use_clap)
+        return [(checkpoint_source, str(checkpoint) if checkpoint else None), *conditioner.weight_requests(),
+                *AudioLDM2Codec.weight_requests(audioldm2, *(str(p) if p else None for p in (vae, vocoder)))]
+
+    @staticmethod
+    def folder_weight_requests(folder: str | os.PathLike, use_t5: bool = True, use_clap: bool = True, **_: Any
+                               ) -> list[tuple[weights.WeightSource, str | None]]:
+        """The hub components a trained-model folder needs (its own weights are inside it), without loading."""
+        from fluxbench.models.fluxmusic.checkpoint import SPEC_FILE
+
+        folder = Path(folder)
+        spec = json.loads((folder / SPEC_FILE).read_text())
+        for field in ("conditioner", "codec"):
+            if not isinstance(spec.get(field), dict):
+                raise GenerationError(f"{folder / SPEC_FILE}: missing field {field!r} (a dict with a 'kind')")
+        requests = []
+        if spec["conditioner"].get("kind") == T5ClapConditioner.kind:
+            conditioner = T5ClapConditioner.from_spec(spec["conditioner"], folder, use_t5=use_t5, use_clap=use_clap)
+            requests += conditioner.weight_requests()
+        return requests + codec_weight_requests(spec["codec"], folder)
 
     @classmethod
     def from_folder(cls, folder: str | os.PathLike, weights_dir: str | os.PathLike | None = None,
@@ -163,8 +191,8 @@ class FluxMusicModel(TextToMusicModel):
         hub_options = {"use_t5": use_t5, "use_clap": use_clap, "weights_dir": weights_dir, "device": device}
         is_hub_text = spec["conditioner"].get("kind") == T5ClapConditioner.kind
         conditioner = build_conditioner(spec["conditioner"], folder, **(hub_options if is_hub_text else {}))
-        requests = (conditioner.weight_requests() if is_hub_text else []) + codec_weight_requests(spec["codec"], folder)
-        weights.resolve_all(requests, weights_dir)  # every missing component in one error
+        # every missing component in one error
+        weights.resolve_all(cls.folder_weight_requests(folder, use_t5, use_clap), weights_dir)
         transformer, spec = load_model_folder(folder)
         if is_hub_text:
             _check_widths(transformer.config, conditioner, str(folder))

@@ -24,12 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from fluxbench import FluxbenchError
-from fluxbench.audio import read_audio
+from fluxbench.audio import AUDIO_SUFFIXES, read_audio
 
 FRONTEND = "audioldm_eval@83d7b13"
 MIN_SAMPLES = 32_000
 PAIRING_THRESHOLD = 0.99
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aif", ".aiff"})
 SINC_WIDTH = 6
 SINC_ROLLOFF = 0.99
 
@@ -47,7 +46,7 @@ def list_audio(folder: str | os.PathLike, role: str = "audio") -> list[Path]:
                    if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_SUFFIXES)
     if not files:
         raise AudioFolderError(f"{role} folder {folder} has no audio files "
-                               f"(looked for {', '.join(sorted(AUDIO_SUFFIXES))})")
+                               f"(looked for {', '.join(AUDIO_SUFFIXES)})")
     return files
 
 

@@ -206,7 +206,7 @@ def _collect(folder, role: str, ids: list[str] | None) -> ClipSet:
         if key in seen:
             raise ScoreError(f"{role} folder {folder}: {seen[key].name} and {path.name} have the same id {key!r}")
         seen[key] = path
-        reason, clipped = _audit(path)
+        reason, clipped = audit_file(path)
         if reason == "silent":
             clip_set.silent.append(key)
         elif reason:
@@ -226,7 +226,7 @@ def _collect(folder, role: str, ids: list[str] | None) -> ClipSet:
     return clip_set
 
 
-def _audit(path: Path) -> tuple[str | None, float]:
+def audit_file(path: Path) -> tuple[str | None, float]:
     """(why the file cannot be scored, or "silent" for digital silence, which is scored, or None;
     the fraction of its samples clipped at full scale)."""
     try:
@@ -275,13 +275,25 @@ def _captions_for(captions, clips: list[Clip]) -> dict[str, str]:
     return matched
 
 
+def metric_sources(backbone: str = "paper", panns: str = "panns-16k") -> dict[str, tuple[str, str]]:
+    """metric -> (backbone name, output name) for the "paper" or "descriptor" backbone."""
+    if backbone == "paper":
+        return {"fad": ("vggish", "frames"), "fd": (panns, "embedding"), "kl": (panns, "logits"),
+                "is": (panns, "logits"), "clap": ("clap", "audio")}
+    return {"fad": ("descriptor", "frames"), "fd": ("descriptor", "embedding"), "kl": ("descriptor", "logits"),
+            "is": ("descriptor", "logits")}
+
+
+def backbones_for(metrics=None, backbone: str = "paper", panns: str = "panns-16k") -> list[str]:
+    """The backbones that scoring `metrics` (None: all) would load, before any audio is read."""
+    sources = metric_sources(backbone, panns)
+    return sorted({sources[m][0] for m in _parse_metrics(metrics) if m in sources})
+
+
 def _plan(requested: list[str], explicit: bool, backbone: str, panns: str, generated: ClipSet,
           reference: ClipSet | None, captions: dict[str, str] | None) -> tuple[dict[str, tuple[str, str]], dict]:
     """metric -> (backbone name, output name), and the metrics left out with why."""
-    sources = ({"fad": ("vggish", "frames"), "fd": (panns, "embedding"), "kl": (panns, "logits"),
-                "is": (panns, "logits"), "clap": ("clap", "audio")} if backbone == "paper" else
-               {"fad": ("descriptor", "frames"), "fd": ("descriptor", "embedding"), "kl": ("descriptor", "logits"),
-                "is": ("descriptor", "logits")})
+    sources = metric_sources(backbone, panns)
     paired = (pairing([c.key for c in generated.clips], [c.key for c in reference.clips])
               if reference is not None else None)
     plan, skipped = {}, {}

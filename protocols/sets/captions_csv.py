@@ -7,8 +7,7 @@ import os
 from pathlib import Path
 
 from fluxbench import FluxbenchError
-
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
+from fluxbench.audio import AUDIO_SUFFIXES
 
 
 class SetError(FluxbenchError):
@@ -37,15 +36,28 @@ def truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "t")
 
 
-def find_audio(folder: Path | None, stem: str) -> Path | None:
-    """`<folder>/<stem>.<ext>` for a known audio extension, else None."""
-    if folder is None:
-        return None
-    for ext in AUDIO_EXTENSIONS:
-        candidate = folder / f"{stem}{ext}"
-        if candidate.is_file():
-            return candidate
-    return None
+class AudioFolder:
+    """A folder of reference clips named `<stem>.<suffix>`, listed once.
+
+    `find(stem)` prefers a readable suffix (in `AUDIO_SUFFIXES` order); a clip present only in another format
+    (e.g. `<stem>.m4a`) is still returned, so that the runner reports it as unsupported instead of missing.
+    """
+
+    def __init__(self, folder: str | os.PathLike | None) -> None:
+        self.by_stem: dict[str, list[Path]] = {}
+        if folder is None or not Path(folder).is_dir():
+            return
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") or "." not in entry.name or not entry.is_file():
+                    continue
+                path = Path(entry.path)
+                self.by_stem.setdefault(path.stem, []).append(path)
+
+    def find(self, stem: str) -> Path | None:
+        candidates = self.by_stem.get(stem, [])
+        rank = {suffix: i for i, suffix in enumerate(AUDIO_SUFFIXES)}
+        return min(candidates, key=lambda p: (rank.get(p.suffix.lower(), len(rank)), p.name), default=None)
 
 
 def env_path(value: str | os.PathLike | None, variable: str) -> Path | None:

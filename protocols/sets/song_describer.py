@@ -39,10 +39,7 @@ class SongDescriber(EvalSet):
                 if candidate.is_file():
                     captions = candidate
                     break
-        if captions is None:
-            raise SetError(f"song-describer: no caption file; pass --captions PATH/{CAPTIONS_FILE} (or set "
-                           f"FLUXBENCH_SONG_DESCRIBER_CAPTIONS); the dataset is on Zenodo (record 10072001)")
-        self.captions_path = captions
+        self.captions_path = captions  # None: reported when the items are read (the run's pre-flight lists it)
 
     def _audio(self, relative: str) -> Path | None:
         if self.audio_dir is None or not relative:
@@ -55,6 +52,9 @@ class SongDescriber(EvalSet):
         return None
 
     def items(self) -> Iterator[SetItem]:
+        if self.captions_path is None:
+            raise SetError(f"song-describer: no caption file; pass --captions PATH/{CAPTIONS_FILE} (or set "
+                           f"FLUXBENCH_SONG_DESCRIBER_CAPTIONS); the dataset is on Zenodo (record 10072001)")
         for row in read_caption_table(self.captions_path, COLUMNS, "song-describer"):
             if self.subset == "valid" and not truthy(row["is_valid_subset"]):
                 continue
