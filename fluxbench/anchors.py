@@ -42,8 +42,7 @@ def _write_missing(folder: Path, ids: Sequence[str], make, rate: int) -> None:
 
 
 def _read(folder: Path, ids: Sequence[str], rate: int) -> list[np.ndarray]:
-    from fluxbench.audio import read_audio, resample, to_mono
-    from fluxbench.protocols.metrics.preprocess import AUDIO_SUFFIXES
+    from fluxbench.audio import AUDIO_SUFFIXES, read_audio, resample, to_mono
 
     waves = []
     for item_id in ids:
