@@ -7,7 +7,9 @@ backbone, items and seeds:
 - codec: the references encoded and decoded by the model's own latent codec (the best the model could do);
 - references: the references themselves (attribute columns only: how accurate the estimators are).
 Attribute columns give how often an attribute read back from the audio (fluxbench.protocols.metrics.attributes)
-matches the one the prompt names, with chance (always the most frequent class) shown. The verdict says, per
+matches the one the prompt names, with chance (always the most frequent class) shown. "chroma match" is how
+much better a clip's pitch-class profile correlates with its own prompt's reference than with the others
+(about 0 when prompts are ignored); "level / ref." the median RMS ratio to the reference. The verdict says, per
 metric, whether the trained model is better than noise and the untrained model and not better than the codec.
 """
 
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 ANCHOR_DIR = "anchors"
 FIT_CLIPS = 128  # labelled training-split clips the attribute estimators are fitted on
 ROWS = ("trained", "untrained", "noise", "codec", "references")
+SIGNAL_COLUMNS = {"chroma_match": "chroma match", "level_ratio": "level / ref."}
 
 
 def _write_missing(folder: Path, ids: Sequence[str], make, rate: int) -> None:
@@ -98,17 +101,42 @@ def build_anchor_clips(model, run_dir: Path, reference_dir: Path, ids: Sequence[
     return folders
 
 
+def chroma_match(waves: Sequence[np.ndarray], references: Sequence[np.ndarray]) -> float:
+    """Mean correlation of each clip's pitch-class profile with its own prompt's reference, minus the mean with
+    the other references: about 0 when the prompt's key is ignored, near 1 for the references themselves."""
+    from fluxbench.protocols.metrics.backbones.descriptor import pitch_class_profile
+
+    def unit_rows(profiles):
+        centred = np.stack(profiles) - np.mean(profiles, axis=1, keepdims=True)
+        return centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
+
+    correlations = unit_rows([pitch_class_profile(w) for w in waves]) @ unit_rows(
+        [pitch_class_profile(r) for r in references]).T
+    n = len(waves)
+    own = float(np.trace(correlations)) / n
+    return own - (float(correlations.sum()) - own * n) / (n * n - n)
+
+
+def level_ratio(waves: Sequence[np.ndarray], references: Sequence[np.ndarray]) -> float:
+    """Median over clips of RMS(clip) / RMS(its reference)."""
+    rms = lambda w: float(np.sqrt(np.mean(np.square(w, dtype=np.float64))))  # noqa: E731
+    return float(np.median([rms(w) / max(rms(r), 1e-12) for w, r in zip(waves, references)]))
+
+
 def attribute_rows(folders: Mapping[str, Path], ids: Sequence[str], labels: Mapping[str, Mapping[str, str]],
-                   estimator) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """Per row: attribute accuracy against the prompts' labels; and the chance level per attribute."""
+                   estimator, reference_dir: Path) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Per row: attribute accuracy against the prompts' labels, the chroma match and level ratio against the
+    references; and the chance level per attribute."""
     from fluxbench.protocols.metrics.attributes import SAMPLE_RATE, accuracy, clip_features
 
     truth = [labels[i] for i in ids]
+    references = _read(reference_dir, ids, SAMPLE_RATE)
     rows, chance = {}, {}
     for name, folder in folders.items():
-        predicted = [estimator.predict(clip_features(w)) for w in _read(folder, ids, SAMPLE_RATE)]
-        table = accuracy(predicted, truth)
-        rows[name] = {attribute: entry["accuracy"] for attribute, entry in table.items()}
+        waves = _read(folder, ids, SAMPLE_RATE)
+        table = accuracy([estimator.predict(clip_features(w)) for w in waves], truth)
+        rows[name] = {"chroma_match": chroma_match(waves, references), "level_ratio": level_ratio(waves, references),
+                      **{attribute: entry["accuracy"] for attribute, entry in table.items()}}
         chance = {attribute: entry["chance"] for attribute, entry in table.items()}
     return rows, chance
 
@@ -130,6 +158,8 @@ def verdict(rows: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, bool
     out = {}
     trained = rows.get("trained", {})
     for column, value in trained.items():
+        if column == "level_ratio":  # closeness to 1 matters, not a direction
+            continue
         lower = METRICS[column].lower_is_better if column in METRICS else False
         better = (lambda a, b: a < b) if lower else (lambda a, b: a > b)
         checks = {}
@@ -145,18 +175,20 @@ def verdict(rows: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, bool
 def anchor_table(anchors: Mapping[str, Any]) -> str:
     """Markdown: rows x (metrics, attribute accuracies), a chance row and the verdict."""
     rows, chance = anchors["rows"], anchors["chance"]
-    metric_columns = [c for c in rows["trained"] if c not in chance]
+    metric_columns = [c for c in rows["trained"] if c not in chance and c not in SIGNAL_COLUMNS]
+    signal_columns = [c for c in SIGNAL_COLUMNS if c in rows["trained"]]
     attribute_columns = list(chance)
     label = lambda c: METRICS[c].label if c in METRICS else c  # noqa: E731
-    header = ["row", *map(label, metric_columns), *(f"{c} acc." for c in attribute_columns)]
+    header = ["row", *map(label, metric_columns), *(SIGNAL_COLUMNS[c] for c in signal_columns),
+              *(f"{c} acc." for c in attribute_columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name in ROWS:
         if name not in rows:
             continue
-        cells = [f"{rows[name][c]:.4g}" if c in rows[name] else "" for c in metric_columns]
+        cells = [f"{rows[name][c]:.4g}" if c in rows[name] else "" for c in metric_columns + signal_columns]
         cells += [f"{rows[name][c]:.2f}" if c in rows[name] else "" for c in attribute_columns]
         lines.append("| " + " | ".join([name, *cells]) + " |")
-    lines.append("| " + " | ".join(["chance", *[""] * len(metric_columns),
+    lines.append("| " + " | ".join(["chance", *[""] * (len(metric_columns) + len(signal_columns)),
                                      *(f"{chance[c]:.2f}" for c in attribute_columns)]) + " |")
     failed = [label(c) if c in METRICS else c for c, checks in anchors["verdict"].items()
               if not all(checks.values())]
@@ -185,7 +217,8 @@ def score_anchors(runner, model, eval_set, items, reference_dir: Path, results: 
                                cache_dir=Path(runner.config.out) / "cache", progress=False)
         rows[name] = {k: scored["metrics"][k]["value"] for k in metric_keys if k in scored["metrics"]}
     attribute_folders = {"trained": runner.run_dir / "generated", **folders, "references": reference_dir}
-    accuracies, chance = attribute_rows(attribute_folders, ids, eval_set.labels(), fit_estimator(eval_set))
+    accuracies, chance = attribute_rows(attribute_folders, ids, eval_set.labels(), fit_estimator(eval_set),
+                                        reference_dir)
     for name, values in accuracies.items():
         rows.setdefault(name, {}).update(values)
     return {"rows": rows, "chance": chance, "verdict": verdict({k: v for k, v in rows.items() if k != "references"}),

@@ -124,3 +124,14 @@ def test_demo_set_errors():
         DemoSet("test")
     with pytest.raises(FluxbenchError, match="size must be >= 1"):
         DemoSet(size=0)
+
+
+def test_parallel_rendering_writes_the_same_clips_as_one_process(tmp_path):
+    one, two = DemoSet("train", size=5, root=tmp_path / "one"), DemoSet("train", size=5, root=tmp_path / "two")
+    assert one.render_missing(workers=1) == 5 and two.render_missing(workers=2) == 5
+    for index in range(5):
+        for first, second in zip(one._paths(index), two._paths(index)):
+            assert first.read_bytes() == second.read_bytes()
+    assert two.render_missing(workers=2) == 0  # everything on disk: nothing rendered again
+    (two.folder / "demo-train-00003.json").unlink()  # a clip whose description is missing is rendered anew
+    assert two.render_missing(workers=2) == 1 and two.labels()["demo-train-00003"] == one.labels()["demo-train-00003"]

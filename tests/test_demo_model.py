@@ -105,9 +105,12 @@ def test_demo_run_scores_anchor_rows_with_attribute_accuracy(small_folder, tmp_p
     assert set(rows) == {"trained", "untrained", "noise", "codec", "references"}
     metric_keys = set(results["metrics"])
     attributes = {"scale", "mode", "register", "tempo", "loudness", "drums"}
+    signal = {"chroma_match", "level_ratio"}
     for name in ("trained", "untrained", "noise", "codec"):
-        assert set(rows[name]) == metric_keys | attributes, name
-    assert set(rows["references"]) == attributes
+        assert set(rows[name]) == metric_keys | attributes | signal, name
+    assert set(rows["references"]) == attributes | signal
+    assert rows["references"]["level_ratio"] == pytest.approx(1.0) and rows["references"]["chroma_match"] > 0.5
+    assert rows["noise"]["level_ratio"] == pytest.approx(1.0, rel=0.05) and abs(rows["noise"]["chroma_match"]) < 0.3
     assert rows["trained"]["descriptor_fd"] == results["metrics"]["descriptor_fd"]["value"]
     # Noise matches each reference's level; the codec row is far closer to the references than noise.
     ids = sorted(results["set"]["captions"])
@@ -118,7 +121,7 @@ def test_demo_run_scores_anchor_rows_with_attribute_accuracy(small_folder, tmp_p
     assert rows["codec"]["descriptor_fd"] < 0.5 * rows["noise"]["descriptor_fd"]
     assert rows["references"]["loudness"] >= 5 / 6 and rows["noise"]["scale"] <= 2 / 6
     assert all(0 < anchors["chance"][a] <= 1 for a in attributes)
-    assert set(anchors["verdict"]) == metric_keys | attributes
+    assert set(anchors["verdict"]) == metric_keys | attributes | {"chroma_match"}
     table = anchor_table(anchors)
     assert "| chance |" in table and "codec floor" in table
     assert table in summary_table(results) and results["timing"]["anchors_s"] > 0
@@ -141,3 +144,13 @@ def test_attribute_estimators_read_the_references_well_above_chance(tmp_path):
     table = accuracy(predicted, list(labels.values()))
     for attribute, entry in table.items():
         assert entry["accuracy"] >= entry["chance"] + 0.2, (attribute, entry)
+
+
+def test_chroma_match_and_level_ratio_on_known_signals():
+    from fluxbench.anchors import chroma_match, level_ratio
+
+    t = np.arange(16000) / 16000
+    tones = [np.sin(2 * np.pi * 440 * 2 ** (k / 12) * t) for k in (0, 3, 7)]  # A, C, E: distinct pitch classes
+    assert chroma_match(tones, tones) > 0.9
+    assert chroma_match(tones, tones[1:] + tones[:1]) < -0.3  # each clip follows another prompt's pitch
+    assert level_ratio([0.5 * w for w in tones], tones) == pytest.approx(0.5)

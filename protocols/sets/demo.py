@@ -20,6 +20,16 @@ from fluxbench.protocols.sets.demo_synth import DURATION, SAMPLE_RATE, SPLITS, S
 DEFAULT_SIZES = {"train": 512, "heldout": 32}
 
 
+def _render_clip(job: tuple[int, str, int, float, str, str]) -> None:
+    """Render one clip and its description (a top-level function so worker processes can run it)."""
+    from fluxbench.audio import write_wav
+
+    seed, split, index, duration, wav, meta = job
+    spec, audio = make_clip(seed, split, index, duration, SAMPLE_RATE)
+    write_wav(wav, audio, SAMPLE_RATE)
+    write_text(meta, json.dumps(spec.to_dict()))
+
+
 class DemoSet(EvalSet):
     name = "demo"
     sample_rate = SAMPLE_RATE
@@ -42,21 +52,32 @@ class DemoSet(EvalSet):
     def item_id(self, index: int) -> str:
         return f"demo-{self.split}-{index:05d}"
 
+    def _paths(self, index: int) -> tuple[Path, Path]:
+        item_id = self.item_id(index)
+        return self.folder / f"{item_id}.wav", self.folder / f"{item_id}.json"
+
+    def render_missing(self, workers: int | None = None) -> int:
+        """Render every clip not on disk yet, on all cores; returns how many were rendered."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        todo = [i for i in range(self.size) if not all(p.is_file() for p in self._paths(i))]
+        workers = min(workers or os.cpu_count() or 1, len(todo))
+        jobs = [(self.seed, self.split, index, self.duration, *map(str, self._paths(index))) for index in todo]
+        if workers > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(workers) as pool:
+                list(pool.map(_render_clip, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+        else:
+            for job in jobs:
+                _render_clip(job)
+        return len(todo)
+
     def specs(self) -> Iterator[tuple[str, ClipSpec, Path]]:
         """(id, what the clip contains, its WAV path) for every item, rendering clips not on disk yet."""
-        from fluxbench.audio import write_wav
-
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.render_missing()
         for index in range(self.size):
-            item_id = self.item_id(index)
-            wav, meta = self.folder / f"{item_id}.wav", self.folder / f"{item_id}.json"
-            if wav.is_file() and meta.is_file():
-                spec = ClipSpec(**json.loads(meta.read_text()))
-            else:
-                spec, audio = make_clip(self.seed, self.split, index, self.duration, SAMPLE_RATE)
-                write_wav(wav, audio, SAMPLE_RATE)
-                write_text(meta, json.dumps(spec.to_dict()))
-            yield item_id, spec, wav
+            wav, meta = self._paths(index)
+            yield self.item_id(index), ClipSpec(**json.loads(meta.read_text())), wav
 
     def items(self) -> Iterator[SetItem]:
         for item_id, spec, wav in self.specs():
