@@ -125,3 +125,28 @@ def _replicate(draw: Callable[[], float], replicates: int) -> Interval:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnreliableEstimateWarning)
         return percentile_interval([draw() for _ in range(replicates)])
+
+
+def bootstrap_frechet_to_stats(gen: np.ndarray, reference: GaussianStats, replicates: int, rng: np.random.Generator,
+                               gen_clip_of_row: np.ndarray | None = None) -> Interval:
+    """Interval of the Frechet distance to fixed reference statistics (--ref-stats): only clips are resampled."""
+    return _replicate(lambda: frechet_to_reference(gen, _row_weights(gen, gen_clip_of_row, rng), reference,
+                                                   warn=False), replicates)
+
+
+def bootstrap_kad(gen: np.ndarray, ref: np.ndarray, bandwidth: float, replicates: int, rng: np.random.Generator,
+                  gen_clip_of_row: np.ndarray | None = None, ref_clip_of_row: np.ndarray | None = None,
+                  chunk: int = 64) -> Interval:
+    """Interval of KAD over clip resamples of both sets, the kernel bandwidth held at the full-sample value."""
+    from fluxbench.protocols.metrics.kad import kad_replicates
+
+    if replicates < 2:
+        raise ValueError(f"a bootstrap interval needs at least 2 replicates, got {replicates}")
+    values = []
+    for start in range(0, replicates, chunk):
+        size = min(chunk, replicates - start)
+        draws = [(_row_weights(gen, gen_clip_of_row, rng), _row_weights(ref, ref_clip_of_row, rng))
+                 for _ in range(size)]
+        values.extend(kad_replicates(gen, ref, np.stack([g for g, _ in draws]), np.stack([r for _, r in draws]),
+                                     bandwidth))
+    return percentile_interval(values)

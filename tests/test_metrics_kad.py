@@ -1,0 +1,141 @@
+"""Kernel Audio Distance against kadtk 1.1.0's own outputs (tests/data/kad) and independent computations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fluxbench.protocols.metrics import kad as kad_module
+from fluxbench.protocols.metrics.bootstrap import bootstrap_kad, rng_for
+from fluxbench.protocols.metrics.kad import (KadInputError, kad_replicates, kad_to_reference,
+                                             kernel_audio_distance, median_pairwise_distance)
+
+GOLDEN = Path(__file__).parent / "data" / "kad" / "golden.npz"
+CASES = ("shifted", "close_small", "wide", "odd_pairs")
+
+
+@pytest.fixture(scope="module")
+def golden():
+    with np.load(GOLDEN) as data:
+        return {key: data[key] for key in data.files}
+
+
+def _plain_kad(gen, ref, bandwidth):
+    """The definition written out with explicit pair loops over distance matrices (no shared code)."""
+    gamma = 1.0 / (2.0 * bandwidth ** 2 + 1e-8)
+
+    def kernel(a, b):
+        return np.exp(-gamma * ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
+
+    k_gg, k_rr, k_rg = kernel(gen, gen), kernel(ref, ref), kernel(ref, gen)
+    n, m = len(gen), len(ref)
+    within_g = (k_gg.sum() - np.trace(k_gg)) / (n * (n - 1))
+    within_r = (k_rr.sum() - np.trace(k_rr)) / (m * (m - 1))
+    return 100.0 * (within_g + within_r - 2.0 * k_rg.mean())
+
+
+def test_golden_file_records_kadtk_version(golden):
+    assert str(golden["kadtk_version"]) == "1.1.0"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_matches_kadtk_float64(golden, case):
+    gen, ref = golden[f"{case}.generated"], golden[f"{case}.reference"]
+    result = kernel_audio_distance(gen, ref)
+    assert result.bandwidth_from == "generated"
+    assert result.value == pytest.approx(float(golden[f"{case}.kad_default_float64"]), rel=1e-6)
+    by_reference = kernel_audio_distance(gen, ref, bandwidth="reference")
+    assert by_reference.value == pytest.approx(float(golden[f"{case}.kad_reference_bandwidth_float64"]), rel=1e-6)
+    fixed = kernel_audio_distance(gen, ref, bandwidth=2.0)
+    assert fixed.bandwidth_from == "fixed"
+    assert fixed.value == pytest.approx(float(golden[f"{case}.kad_bandwidth_2_float64"]), rel=1e-6)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_close_to_kadtk_default_float32(golden, case):
+    # kadtk's default call sums its kernel in float32; 1e-5 covers that rounding, not a convention change
+    # (the reference-set bandwidth moves every case by more than 1e-3).
+    gen, ref = golden[f"{case}.generated"], golden[f"{case}.reference"]
+    value = kernel_audio_distance(gen, ref).value
+    assert value == pytest.approx(float(golden[f"{case}.kad_default_float32"]), rel=1e-5)
+    other_rule = float(golden[f"{case}.kad_reference_bandwidth_float64"])
+    assert abs(value - other_rule) > 1e-3 * abs(value)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_median_bandwidth_matches_kadtk(golden, case):
+    for side in ("generated", "reference"):
+        # kadtk's torch.pdist runs in float32: agreement to its rounding.
+        assert median_pairwise_distance(golden[f"{case}.{side}"]) == pytest.approx(
+            float(golden[f"{case}.median_{side}"]), rel=1e-6)
+
+
+def test_median_is_the_lower_middle_value():
+    rows = np.array([[0.0], [1.0], [3.0], [7.0]])  # distances 1, 3, 7, 2, 6, 4 -> sorted 1 2 3 4 6 7
+    assert median_pairwise_distance(rows) == 3.0
+    assert median_pairwise_distance(rows[:3]) == 2.0  # 1, 3, 2 -> middle of three
+
+
+def test_matches_plain_definition_and_block_sizes(monkeypatch):
+    rng = np.random.default_rng(4)
+    gen, ref = rng.standard_normal((37, 6)) + 0.3, rng.standard_normal((23, 6))
+    expected = _plain_kad(gen, ref, 1.7)
+    assert kernel_audio_distance(gen, ref, bandwidth=1.7).value == pytest.approx(expected, rel=1e-12)
+    monkeypatch.setattr(kad_module, "BLOCK_ENTRIES", 50)  # blocks of one or two rows
+    assert kernel_audio_distance(gen, ref, bandwidth=1.7).value == pytest.approx(expected, rel=1e-12)
+    distances = np.sort(np.linalg.norm(gen[:, None] - gen[None], axis=-1)[np.triu_indices(37, 1)])
+    assert median_pairwise_distance(gen) == pytest.approx(distances[(distances.size - 1) // 2], rel=1e-9)
+
+
+def test_weighted_replicates_equal_concatenated_copies():
+    rng = np.random.default_rng(5)
+    gen, ref = rng.standard_normal((12, 4)), rng.standard_normal((9, 4)) + 0.5
+    gen_weights = np.stack([rng.integers(0, 3, 12) for _ in range(3)]).astype(float)
+    ref_weights = np.stack([rng.integers(0, 3, 9) for _ in range(3)]).astype(float)
+    gen_weights[:, :2] += 1  # at least 2 rows per side
+    ref_weights[:, :2] += 1
+    values = kad_replicates(gen, ref, gen_weights, ref_weights, 1.3)
+    for index in range(3):
+        copies_gen = np.repeat(gen, gen_weights[index].astype(int), axis=0)
+        copies_ref = np.repeat(ref, ref_weights[index].astype(int), axis=0)
+        assert values[index] == pytest.approx(_plain_kad(copies_gen, copies_ref, 1.3), rel=1e-12)
+
+
+def test_per_clip_value_is_kad_of_the_clip_rows():
+    rng = np.random.default_rng(6)
+    clip, ref = rng.standard_normal((5, 3)), rng.standard_normal((30, 3))
+    assert kad_to_reference(clip, ref, 2.5) == pytest.approx(_plain_kad(clip, ref, 2.5), rel=1e-12)
+
+
+def test_bootstrap_interval_resamples_clips_with_their_frames():
+    rng = np.random.default_rng(7)
+    gen, ref = rng.standard_normal((40, 5)) + 0.4, rng.standard_normal((50, 5))
+    gen_clips, ref_clips = np.repeat(np.arange(10), 4), np.repeat(np.arange(10), 5)
+    first = bootstrap_kad(gen, ref, 2.0, 20, rng_for(0, "kad"), gen_clips, ref_clips)
+    second = bootstrap_kad(gen, ref, 2.0, 20, rng_for(0, "kad"), gen_clips, ref_clips)
+    assert first == second and first.replicates == 20
+    value = kernel_audio_distance(gen, ref, bandwidth=2.0).value
+    assert first.low < value < first.high
+    # The first replicate by hand: the same clip draws, the frames of each drawn clip copied.
+    draws = rng_for(0, "kad")
+    gen_counts = np.bincount(draws.integers(0, 10, 10), minlength=10)
+    ref_counts = np.bincount(draws.integers(0, 10, 10), minlength=10)
+    by_hand = _plain_kad(np.repeat(gen, gen_counts[gen_clips], axis=0), np.repeat(ref, ref_counts[ref_clips], axis=0),
+                         2.0)
+    replicate = kad_replicates(gen, ref, gen_counts[gen_clips][None].astype(float),
+                               ref_counts[ref_clips][None].astype(float), 2.0)[0]
+    assert replicate == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_bad_inputs_are_named():
+    rng = np.random.default_rng(8)
+    with pytest.raises(KadInputError, match="dimension"):
+        kernel_audio_distance(rng.standard_normal((5, 3)), rng.standard_normal((5, 4)))
+    with pytest.raises(KadInputError, match="bandwidth"):
+        kernel_audio_distance(rng.standard_normal((5, 3)), rng.standard_normal((5, 3)), bandwidth="median")
+    with pytest.raises(KadInputError, match="positive"):
+        kernel_audio_distance(rng.standard_normal((5, 3)), rng.standard_normal((5, 3)), bandwidth=-1.0)
+    with pytest.raises(Exception, match="row"):
+        kernel_audio_distance(rng.standard_normal((1, 3)), rng.standard_normal((5, 3)))
