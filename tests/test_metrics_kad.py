@@ -9,8 +9,8 @@ import pytest
 
 from fluxbench.protocols.metrics import kad as kad_module
 from fluxbench.protocols.metrics.bootstrap import bootstrap_kad, rng_for
-from fluxbench.protocols.metrics.kad import (KadInputError, kad_replicates, kad_to_reference,
-                                             kernel_audio_distance, median_pairwise_distance)
+from fluxbench.protocols.metrics.kad import (KadInputError, kad_terms, kernel_audio_distance,
+                                             median_pairwise_distance)
 
 GOLDEN = Path(__file__).parent / "data" / "kad" / "golden.npz"
 CASES = ("shifted", "close_small", "wide", "odd_pairs")
@@ -89,44 +89,53 @@ def test_matches_plain_definition_and_block_sizes(monkeypatch):
     assert median_pairwise_distance(gen) == pytest.approx(distances[(distances.size - 1) // 2], rel=1e-9)
 
 
-def test_weighted_replicates_equal_concatenated_copies():
+def test_clip_totals_give_the_value_of_concatenated_copies(monkeypatch):
     rng = np.random.default_rng(5)
     gen, ref = rng.standard_normal((12, 4)), rng.standard_normal((9, 4)) + 0.5
-    gen_weights = np.stack([rng.integers(0, 3, 12) for _ in range(3)]).astype(float)
-    ref_weights = np.stack([rng.integers(0, 3, 9) for _ in range(3)]).astype(float)
-    gen_weights[:, :2] += 1  # at least 2 rows per side
-    ref_weights[:, :2] += 1
-    values = kad_replicates(gen, ref, gen_weights, ref_weights, 1.3)
-    for index in range(3):
-        copies_gen = np.repeat(gen, gen_weights[index].astype(int), axis=0)
-        copies_ref = np.repeat(ref, ref_weights[index].astype(int), axis=0)
-        assert values[index] == pytest.approx(_plain_kad(copies_gen, copies_ref, 1.3), rel=1e-12)
+    gen_clips = np.array([0, 0, 0, 1, 2, 2, 3, 3, 3, 3, 4, 5])
+    ref_clips = np.array([0, 1, 1, 2, 2, 2, 3, 4, 4])
+    for block in (1 << 22, 20):  # whole sets at once, and blocks of one or two clips
+        monkeypatch.setattr(kad_module, "BLOCK_ENTRIES", block)
+        terms = kad_terms(gen, ref, 1.3, gen_clips, ref_clips)
+        assert terms.values()[0] == pytest.approx(_plain_kad(gen, ref, 1.3), rel=1e-12)
+        gen_counts = np.array([[2, 0, 1, 1, 0, 3], [0, 1, 1, 1, 1, 1]], dtype=float)
+        ref_counts = np.array([[1, 1, 0, 2, 1], [0, 0, 3, 1, 1]], dtype=float)
+        values = terms.values(gen_counts, ref_counts)
+        for index in range(2):
+            copies_gen = np.repeat(gen, gen_counts[index][gen_clips].astype(int), axis=0)
+            copies_ref = np.repeat(ref, ref_counts[index][ref_clips].astype(int), axis=0)
+            assert values[index] == pytest.approx(_plain_kad(copies_gen, copies_ref, 1.3), rel=1e-12)
 
 
 def test_per_clip_value_is_kad_of_the_clip_rows():
     rng = np.random.default_rng(6)
-    clip, ref = rng.standard_normal((5, 3)), rng.standard_normal((30, 3))
-    assert kad_to_reference(clip, ref, 2.5) == pytest.approx(_plain_kad(clip, ref, 2.5), rel=1e-12)
+    gen, ref = rng.standard_normal((9, 3)), rng.standard_normal((30, 3))
+    clips = np.array([0, 0, 0, 0, 0, 1, 2, 2, 2])
+    per_clip = kad_terms(gen, ref, 2.5, clips).per_clip()
+    assert per_clip[0] == pytest.approx(_plain_kad(gen[:5], ref, 2.5), rel=1e-12)
+    assert np.isnan(per_clip[1])  # one frame: no within-clip pair
+    assert per_clip[2] == pytest.approx(_plain_kad(gen[6:], ref, 2.5), rel=1e-12)
 
 
 def test_bootstrap_interval_resamples_clips_with_their_frames():
     rng = np.random.default_rng(7)
     gen, ref = rng.standard_normal((40, 5)) + 0.4, rng.standard_normal((50, 5))
     gen_clips, ref_clips = np.repeat(np.arange(10), 4), np.repeat(np.arange(10), 5)
-    first = bootstrap_kad(gen, ref, 2.0, 20, rng_for(0, "kad"), gen_clips, ref_clips)
-    second = bootstrap_kad(gen, ref, 2.0, 20, rng_for(0, "kad"), gen_clips, ref_clips)
-    assert first == second and first.replicates == 20
+    terms = kad_terms(gen, ref, 2.0, gen_clips, ref_clips)
+    first = bootstrap_kad(terms, 20, rng_for(0, "kad"))
+    assert first == bootstrap_kad(terms, 20, rng_for(0, "kad")) and first.replicates == 20
     value = kernel_audio_distance(gen, ref, bandwidth=2.0).value
     assert first.low < value < first.high
-    # The first replicate by hand: the same clip draws, the frames of each drawn clip copied.
+    # The first two replicates by hand: the same clip draws, the frames of each drawn clip copied.
     draws = rng_for(0, "kad")
-    gen_counts = np.bincount(draws.integers(0, 10, 10), minlength=10)
-    ref_counts = np.bincount(draws.integers(0, 10, 10), minlength=10)
-    by_hand = _plain_kad(np.repeat(gen, gen_counts[gen_clips], axis=0), np.repeat(ref, ref_counts[ref_clips], axis=0),
-                         2.0)
-    replicate = kad_replicates(gen, ref, gen_counts[gen_clips][None].astype(float),
-                               ref_counts[ref_clips][None].astype(float), 2.0)[0]
-    assert replicate == pytest.approx(by_hand, rel=1e-12)
+    by_hand = []
+    for _ in range(2):
+        gen_counts = np.bincount(draws.integers(0, 10, 10), minlength=10)
+        ref_counts = np.bincount(draws.integers(0, 10, 10), minlength=10)
+        by_hand.append(_plain_kad(np.repeat(gen, gen_counts[gen_clips], axis=0),
+                                  np.repeat(ref, ref_counts[ref_clips], axis=0), 2.0))
+    two = bootstrap_kad(terms, 2, rng_for(0, "kad"))
+    assert (two.low, two.high) == pytest.approx(tuple(np.percentile(by_hand, [2.5, 97.5])), rel=1e-12)
 
 
 def test_bad_inputs_are_named():
@@ -139,3 +148,5 @@ def test_bad_inputs_are_named():
         kernel_audio_distance(rng.standard_normal((5, 3)), rng.standard_normal((5, 3)), bandwidth=-1.0)
     with pytest.raises(Exception, match="row"):
         kernel_audio_distance(rng.standard_normal((1, 3)), rng.standard_normal((5, 3)))
+    with pytest.raises(KadInputError, match="clip index"):
+        kad_terms(rng.standard_normal((4, 3)), rng.standard_normal((5, 3)), 1.0, np.array([0, 1, 0, 1]))

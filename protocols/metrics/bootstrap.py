@@ -134,19 +134,14 @@ def bootstrap_frechet_to_stats(gen: np.ndarray, reference: GaussianStats, replic
                                                    warn=False), replicates)
 
 
-def bootstrap_kad(gen: np.ndarray, ref: np.ndarray, bandwidth: float, replicates: int, rng: np.random.Generator,
-                  gen_clip_of_row: np.ndarray | None = None, ref_clip_of_row: np.ndarray | None = None,
-                  chunk: int = 64) -> Interval:
-    """Interval of KAD over clip resamples of both sets, the kernel bandwidth held at the full-sample value."""
-    from fluxbench.protocols.metrics.kad import kad_replicates
-
+def bootstrap_kad(terms, replicates: int, rng: np.random.Generator, chunk: int = 256) -> Interval:
+    """Interval of KAD over clip resamples of both sets (`kad.KadTerms`), the bandwidth held at its full-sample
+    value; each replicate draws the generated clips, then the reference clips."""
     if replicates < 2:
         raise ValueError(f"a bootstrap interval needs at least 2 replicates, got {replicates}")
     values = []
     for start in range(0, replicates, chunk):
-        size = min(chunk, replicates - start)
-        draws = [(_row_weights(gen, gen_clip_of_row, rng), _row_weights(ref, ref_clip_of_row, rng))
-                 for _ in range(size)]
-        values.extend(kad_replicates(gen, ref, np.stack([g for g, _ in draws]), np.stack([r for _, r in draws]),
-                                     bandwidth))
+        draws = [(clip_counts(terms.gen_frames.size, rng), clip_counts(terms.ref_frames.size, rng))
+                 for _ in range(min(chunk, replicates - start))]
+        values.extend(terms.values(np.stack([g for g, _ in draws]), np.stack([r for _, r in draws])))
     return percentile_interval(values)

@@ -13,14 +13,18 @@ x is the reference set (kadtk's "baseline"), y the generated set (its "eval"). C
   which can be negative for close sets;
 - the scale factor 100.
 
-Rows may carry multiplicities (a bootstrap resample without copying rows): a row drawn c times contributes
-c^2 - c off-diagonal self-pairs, exactly as if the copies were concatenated. All sums run in float64 over
-row blocks, so memory stays at one block of the kernel matrix whatever N is.
+Rows may belong to clips (frames): the kernel is summed once into clip-by-clip totals, from which the set value,
+every bootstrap resample (a clip drawn c times contributes its frames c times, as if the copies were
+concatenated) and each clip's own KAD against the reference follow without touching the kernel again. Within a
+set only the upper block triangle is evaluated, and the distances computed for the median are reused for the
+kernel. float64 throughout; memory is the clip totals plus one set's pairwise distances when the bandwidth comes
+from it (N (N - 1) / 2 values, as kadtk's torch.pdist).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -29,7 +33,7 @@ from fluxbench.protocols.metrics.frechet import FrechetInputError, as_embeddings
 SCALE = 100.0
 GAMMA_EPS = 1e-8
 BANDWIDTH_RULES = ("generated", "reference")
-BLOCK_ENTRIES = 1 << 22  # kernel entries held at once (32 MB in float64)
+BLOCK_ENTRIES = 1 << 22  # distance entries evaluated per block (32 MB in float64)
 
 
 class KadInputError(FrechetInputError):
@@ -43,119 +47,188 @@ class KadResult:
     bandwidth_from: str  # "generated", "reference" or "fixed"
 
 
+@dataclass
+class KadTerms:
+    """Kernel totals by clip: gen_gen[a, b] = sum of k over the frames of generated clips a and b (self-pairs
+    included), likewise ref_ref and ref_gen; *_frames = rows per clip."""
+
+    gen_gen: np.ndarray
+    ref_ref: np.ndarray
+    ref_gen: np.ndarray
+    gen_frames: np.ndarray
+    ref_frames: np.ndarray
+    bandwidth: float
+    bandwidth_from: str
+
+    def values(self, gen_weights: np.ndarray | None = None, ref_weights: np.ndarray | None = None) -> np.ndarray:
+        """KAD for each row of (B, clips) clip multiplicities (all ones when None)."""
+        gen_w = np.ones((1, self.gen_frames.size)) if gen_weights is None else np.atleast_2d(gen_weights)
+        ref_w = np.ones((1, self.ref_frames.size)) if ref_weights is None else np.atleast_2d(ref_weights)
+        within_gen = _within(self.gen_gen, self.gen_frames, gen_w)
+        within_ref = _within(self.ref_ref, self.ref_frames, ref_w)
+        cross = np.einsum("bi,bi->b", ref_w @ self.ref_gen, gen_w) / ((ref_w @ self.ref_frames) * (gen_w @ self.gen_frames))
+        return SCALE * (within_gen + within_ref - 2.0 * cross)
+
+    def value(self) -> KadResult:
+        return KadResult(float(self.values()[0]), self.bandwidth, self.bandwidth_from)
+
+    def per_clip(self) -> np.ndarray:
+        """Each generated clip's frames against the whole reference set (NaN for clips of one frame)."""
+        frames = self.gen_frames.astype(np.float64)
+        within_ref = _within(self.ref_ref, self.ref_frames, np.ones((1, self.ref_frames.size)))[0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            within_clip = (np.diagonal(self.gen_gen) - frames) / (frames * (frames - 1.0))
+            cross = self.ref_gen.sum(axis=0) / (self.ref_frames.sum() * frames)
+        values = SCALE * (within_clip + within_ref - 2.0 * cross)
+        return np.where(frames >= 2, values, np.nan)
+
+
 def kernel_audio_distance(generated, reference, bandwidth: str | float = "generated") -> KadResult:
     """KAD between (N, d) generated and (M, d) reference embeddings (kadtk's calc_kernel_audio_distance)."""
+    return kad_terms(generated, reference, bandwidth).value()
+
+
+def kad_terms(generated, reference, bandwidth: str | float = "generated", gen_clip_of_row: np.ndarray | None = None,
+              ref_clip_of_row: np.ndarray | None = None) -> KadTerms:
+    """Validate, choose the bandwidth and sum the kernel by clip (`*_clip_of_row`: clip index per row, rows of
+    a clip contiguous and clips in order; default one clip per row)."""
     gen = as_embeddings(generated, "generated embeddings")
     ref = as_embeddings(reference, "reference embeddings")
     if gen.shape[1] != ref.shape[1]:
         raise KadInputError(f"embedding sets differ in dimension: {gen.shape[1]} vs {ref.shape[1]}")
-    h, rule = resolve_bandwidth(bandwidth, gen, ref)
+    gen_starts = _clip_starts(gen_clip_of_row, gen.shape[0], "generated")
+    ref_starts = _clip_starts(ref_clip_of_row, ref.shape[0], "reference")
+    rule = bandwidth if isinstance(bandwidth, str) else "fixed"
+    if isinstance(bandwidth, str) and bandwidth not in BANDWIDTH_RULES:
+        raise KadInputError(f"unknown KAD bandwidth rule {bandwidth!r}; expected one of {BANDWIDTH_RULES} "
+                            "or a positive number")
+    gen_blocks = _upper_blocks(gen, gen_starts)
+    ref_blocks = _upper_blocks(ref, ref_starts)
+    if rule == "fixed":
+        h = float(bandwidth)
+        if not np.isfinite(h) or h <= 0:
+            raise KadInputError(f"KAD bandwidth {bandwidth!r}: expected a positive number")
+    elif rule == "generated":  # the median needs every distance of that set: keep its blocks for the kernel
+        gen_blocks = list(gen_blocks)
+        h = _lower_median_of_blocks(gen_blocks)
+    else:
+        ref_blocks = list(ref_blocks)
+        h = _lower_median_of_blocks(ref_blocks)
     gamma = gamma_of(h)
-    value = SCALE * (_within_mean(ref, None, gamma)[0] + _within_mean(gen, None, gamma)[0]
-                     - 2.0 * _cross_sums(ref, gen, None, None, gamma)[0] / (ref.shape[0] * gen.shape[0]))
-    return KadResult(float(value), h, rule)
-
-
-def resolve_bandwidth(bandwidth: str | float, gen: np.ndarray, ref: np.ndarray) -> tuple[float, str]:
-    if isinstance(bandwidth, str):
-        if bandwidth not in BANDWIDTH_RULES:
-            raise KadInputError(f"unknown KAD bandwidth rule {bandwidth!r}; expected one of {BANDWIDTH_RULES} "
-                                "or a positive number")
-        return median_pairwise_distance(gen if bandwidth == "generated" else ref), bandwidth
-    value = float(bandwidth)
-    if not np.isfinite(value) or value <= 0:
-        raise KadInputError(f"KAD bandwidth {bandwidth!r}: expected a positive number")
-    return value, "fixed"
+    return KadTerms(_within_totals(gen_blocks, gen_starts, gamma), _within_totals(ref_blocks, ref_starts, gamma),
+                    _cross_totals(ref, ref_starts, gen, gen_starts, gamma), np.diff(gen_starts).astype(np.float64),
+                    np.diff(ref_starts).astype(np.float64), h, rule)
 
 
 def gamma_of(bandwidth: float) -> float:
     return 1.0 / (2.0 * bandwidth ** 2 + GAMMA_EPS)
 
 
-def median_pairwise_distance(rows: np.ndarray) -> float:
+def median_pairwise_distance(rows) -> float:
     """Lower median of the N(N-1)/2 Euclidean distances between distinct rows (torch.median's convention)."""
-    rows = np.asarray(rows, dtype=np.float64)
-    count = rows.shape[0]
-    if count < 2:
-        raise KadInputError(f"the KAD bandwidth needs at least 2 rows, got {count}")
-    norms = np.einsum("ij,ij->i", rows, rows)
-    pieces = []
-    step = max(1, BLOCK_ENTRIES // count)
-    for start in range(0, count - 1, step):
-        block = rows[start:start + step]
-        squared = norms[start:start + step, None] + norms[None, :] - 2.0 * _gram(block, rows)
-        local = np.arange(block.shape[0])[:, None]
-        upper = np.arange(count)[None, :] > (start + local)  # pairs (i, j) with j > i, each pair once
-        pieces.append(np.sqrt(np.clip(squared[upper], 0.0, None)))
-    distances = np.concatenate(pieces)
-    middle = (distances.size - 1) // 2
-    return float(np.partition(distances, middle)[middle])
-
-
-def kad_replicates(gen: np.ndarray, ref: np.ndarray, gen_weights: np.ndarray, ref_weights: np.ndarray,
-                   bandwidth: float) -> np.ndarray:
-    """KAD of B weighted resamples at once: `*_weights` are (B, rows) multiplicities; the bandwidth is fixed."""
-    gamma = gamma_of(bandwidth)
-    gen_weights = np.atleast_2d(np.asarray(gen_weights, dtype=np.float64))
-    ref_weights = np.atleast_2d(np.asarray(ref_weights, dtype=np.float64))
-    within_ref = _within_mean(ref, ref_weights, gamma)
-    within_gen = _within_mean(gen, gen_weights, gamma)
-    cross = _cross_sums(ref, gen, ref_weights, gen_weights, gamma) / (ref_weights.sum(1) * gen_weights.sum(1))
-    return SCALE * (within_ref + within_gen - 2.0 * cross)
-
-
-def kad_to_reference(rows: np.ndarray, reference: np.ndarray, bandwidth: float,
-                     reference_within: float | None = None) -> float:
-    """KAD of a few rows (one clip's frames) against a reference set at a given bandwidth; pass the reference's
-    within-set mean (`reference_within_mean`) to compute it once for many clips."""
-    gamma = gamma_of(bandwidth)
-    within_ref = reference_within_mean(reference, bandwidth) if reference_within is None else reference_within
-    cross = _cross_sums(reference, rows, None, None, gamma)[0] / (reference.shape[0] * rows.shape[0])
-    return float(SCALE * (within_ref + _within_mean(rows, None, gamma)[0] - 2.0 * cross))
-
-
-def reference_within_mean(reference: np.ndarray, bandwidth: float) -> float:
-    return float(_within_mean(reference, None, gamma_of(bandwidth))[0])
+    rows = as_embeddings(rows, "embeddings")
+    return _lower_median_of_blocks(list(_upper_blocks(rows, np.arange(rows.shape[0] + 1))))
 
 
 # ---- block sums -------------------------------------------------------------------------------------------
-def _within_mean(rows: np.ndarray, weights: np.ndarray | None, gamma: float) -> np.ndarray:
-    """Mean kernel value over ordered pairs of distinct positions, per weight vector. A row drawn c times
-    adds c^2 - c pairs of copies, each at distance 0 (kernel value 1)."""
-    off_diagonal = _cross_sums(rows, rows, weights, weights, gamma, skip_diagonal=True)
-    if weights is None:
-        count = float(rows.shape[0])
-        return off_diagonal / (count * (count - 1.0))
-    count = weights.sum(axis=1)
-    if np.any(count < 2):
-        raise KadInputError("a KAD resample needs at least 2 rows on each side")
-    copies = (weights * (weights - 1.0)).sum(axis=1)
-    return (off_diagonal + copies) / (count * (count - 1.0))
+@dataclass
+class _Block:
+    first_clip: int  # clips [first_clip, last_clip) against clips [first_clip, end)
+    last_clip: int
+    first_row: int
+    squared: np.ndarray  # rows of those clips x rows from first_row to the end
 
 
-def _cross_sums(a: np.ndarray, b: np.ndarray, weights_a: np.ndarray | None, weights_b: np.ndarray | None,
-                gamma: float, skip_diagonal: bool = False) -> np.ndarray:
-    """w_a^T K(a, b) w_b for each row of the weight matrices (all-ones when None), block by block;
-    skip_diagonal (a is b) leaves out the pairs of a position with itself."""
-    norms_a = np.einsum("ij,ij->i", a, a)
-    norms_b = np.einsum("ij,ij->i", b, b)
-    step = max(1, BLOCK_ENTRIES // b.shape[0])
-    replicates = 1 if weights_a is None else weights_a.shape[0]
-    totals = np.zeros(replicates)
-    for start in range(0, a.shape[0], step):
-        block = a[start:start + step]
-        kernel = norms_a[start:start + step, None] + norms_b[None, :] - 2.0 * _gram(block, b)
+def _clip_starts(clip_of_row: np.ndarray | None, rows: int, role: str) -> np.ndarray:
+    if clip_of_row is None:
+        return np.arange(rows + 1)
+    owner = np.asarray(clip_of_row)
+    steps = np.diff(owner)
+    if owner.shape != (rows,) or (rows and owner[0] != 0) or np.any((steps != 0) & (steps != 1)):
+        raise KadInputError(f"{role}: clip index per row must count 0, 1, 2, ... with each clip's rows together")
+    return np.concatenate([[0], np.flatnonzero(steps) + 1, [rows]])
+
+
+def _upper_blocks(rows: np.ndarray, starts: np.ndarray) -> Iterator[_Block]:
+    """Squared distances of whole-clip row blocks against themselves and every later row, one block at a time."""
+    norms = np.einsum("ij,ij->i", rows, rows)
+    clip, clips = 0, starts.size - 1
+    while clip < clips:
+        first_row = starts[clip]
+        width = rows.shape[0] - first_row
+        last = clip + 1
+        while last < clips and (starts[last + 1] - first_row) * width <= BLOCK_ENTRIES:
+            last += 1
+        block = rows[first_row:starts[last]]
+        squared = norms[first_row:starts[last], None] + norms[None, first_row:] - 2.0 * _gram(block, rows[first_row:])
+        local = np.arange(block.shape[0])
+        squared[local, local] = 0.0  # a row's distance to itself, exactly (kadtk's diagonal is 0 by construction)
+        yield _Block(clip, last, int(first_row), squared)
+        clip = last
+
+
+def _lower_median_of_blocks(blocks: list[_Block]) -> float:
+    pieces = []
+    for block in blocks:
+        local = np.arange(block.squared.shape[0])[:, None]
+        upper = np.arange(block.squared.shape[1])[None, :] > local  # each unordered pair of distinct rows once
+        pieces.append(block.squared[upper])
+    squared = np.concatenate(pieces)
+    if squared.size == 0:
+        raise KadInputError("the KAD bandwidth needs at least 2 rows")
+    middle = (squared.size - 1) // 2
+    # sqrt is monotone: the median of squared distances is the squared median distance.
+    return float(np.sqrt(max(np.partition(squared, middle)[middle], 0.0)))
+
+
+def _within_totals(blocks: Iterable[_Block], starts: np.ndarray, gamma: float) -> np.ndarray:
+    clips = starts.size - 1
+    totals = np.zeros((clips, clips))
+    for block in blocks:
+        kernel = np.multiply(block.squared, -gamma)
+        np.exp(kernel, out=kernel)
+        row_edges = starts[block.first_clip:block.last_clip] - block.first_row
+        col_edges = starts[block.first_clip:clips] - block.first_row
+        summed = _sum_by_clip(_sum_by_clip(kernel, row_edges, 0), col_edges, 1)
+        totals[block.first_clip:block.last_clip, block.first_clip:] = summed
+        totals[block.first_clip:, block.first_clip:block.last_clip] = summed.T
+    return totals
+
+
+def _cross_totals(ref: np.ndarray, ref_starts: np.ndarray, gen: np.ndarray, gen_starts: np.ndarray,
+                  gamma: float) -> np.ndarray:
+    norms_ref = np.einsum("ij,ij->i", ref, ref)
+    norms_gen = np.einsum("ij,ij->i", gen, gen)
+    totals = np.zeros((ref_starts.size - 1, gen_starts.size - 1))
+    clip, clips = 0, ref_starts.size - 1
+    while clip < clips:
+        last = clip + 1
+        while last < clips and (ref_starts[last + 1] - ref_starts[clip]) * gen.shape[0] <= BLOCK_ENTRIES:
+            last += 1
+        rows = slice(ref_starts[clip], ref_starts[last])
+        kernel = norms_ref[rows, None] + norms_gen[None, :] - 2.0 * _gram(ref[rows], gen)
         np.multiply(kernel, -gamma, out=kernel)
         np.exp(kernel, out=kernel)
-        if skip_diagonal:
-            local = np.arange(block.shape[0])
-            kernel[local, start + local] = 0.0
-        if weights_a is None:
-            totals += kernel.sum()
-        else:
-            # (B, block) x (block, n) x (n, B) diagonal: sum over rows of (W_a K) * W_b.
-            totals += np.einsum("bi,bi->b", weights_a[:, start:start + step] @ kernel, weights_b)
+        summed = _sum_by_clip(kernel, ref_starts[clip:last] - ref_starts[clip], 0)
+        totals[clip:last] = _sum_by_clip(summed, gen_starts[:-1], 1)
+        clip = last
     return totals
+
+
+def _sum_by_clip(kernel: np.ndarray, edges: np.ndarray, axis: int) -> np.ndarray:
+    """Sums over each clip's rows (`edges`: first row of each clip along `axis`); one row per clip is a no-op."""
+    if edges.size == kernel.shape[axis]:
+        return kernel
+    return np.add.reduceat(kernel, edges, axis=axis)
+
+
+def _within(totals: np.ndarray, frames: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Mean kernel over ordered pairs of distinct positions in each weighted resample: all pairs of copies,
+    less each position with itself (k = 1)."""
+    rows = weights @ frames
+    if np.any(rows < 2):
+        raise KadInputError("KAD needs at least 2 rows on each side")
+    return (np.einsum("bi,bi->b", weights @ totals, weights) - rows) / (rows * (rows - 1.0))
 
 
 def _gram(a: np.ndarray, b: np.ndarray) -> np.ndarray:
