@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import time
 
 import numpy as np
@@ -32,26 +33,31 @@ def main() -> int:
     gen = rng.standard_normal((args.rows, args.dims)) @ mixing
     ref = rng.standard_normal((args.rows, args.dims)) @ mixing + 0.05
 
+    def peak_gb() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
     timings = []
     started = time.perf_counter()
-    bandwidth = median_pairwise_distance(gen)
-    timings.append(("median bandwidth", time.perf_counter() - started, ""))
+    median_pairwise_distance(gen)
+    timings.append(("median bandwidth", time.perf_counter() - started, peak_gb(), ""))
     started = time.perf_counter()
     terms = kad_terms(gen, ref)
     result = terms.value()
-    timings.append(("KAD (bandwidth + kernel sums)", time.perf_counter() - started, f"KAD {result.value:.4f}"))
+    timings.append(("KAD (bandwidth + kernel sums)", time.perf_counter() - started, peak_gb(),
+                    f"KAD {result.value:.4f}, bandwidth {result.bandwidth:.4f}"))
     started = time.perf_counter()
     bootstrap_kad(terms, args.replicates, rng_for(0, "kad"))
-    per = (time.perf_counter() - started) / args.replicates
-    timings.append((f"bootstrap, per resample ({args.replicates})", per, f"{args.replicates} resamples: {per * args.replicates:.1f} s"))
+    total = time.perf_counter() - started
+    timings.append((f"bootstrap, {args.replicates} resamples", total, peak_gb(),
+                    f"{1000 * total / args.replicates:.2f} ms per resample"))
 
     print(f"KAD, {args.rows} generated x {args.rows} reference rows, {args.dims} dims, float64; torch threads "
           f"{torch.get_num_threads()}, {os.cpu_count()} CPUs")
-    header = f"{'stage':38s} {'seconds':>9s}  note"
+    header = f"{'stage':32s} {'seconds':>9s} {'peak RSS GB':>12s}  note"
     print(header)
     print("-" * len(header))
-    for label, seconds, note in timings:
-        print(f"{label:38s} {seconds:9.2f}  {note}")
+    for label, seconds, peak, note in timings:
+        print(f"{label:32s} {seconds:9.2f} {peak:12.2f}  {note}")
     return 0
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,7 +23,6 @@ from fluxbench.protocols.metrics.reference_stats import (ReferenceStatsError, av
                                                          load_reference_stats, parse_ref_stats)
 from fluxbench.protocols.metrics.scoring import score_folders
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 from test_metrics_backbones import save_tiny_clap  # noqa: E402
 from tiny_hub import build_encodec, build_mert  # noqa: E402
@@ -299,22 +297,23 @@ def test_fadtk_shipped_fma_pop_loads():
     assert {"MERT-v1-95M", "encodec-emb", "clap-laion-music"} <= set(available_keys(path))
 
 
-def test_cli_scores_kad_with_a_fadtk_backbone(hub, folders, tmp_path):
+def test_cli_scores_kad_with_a_fadtk_backbone(hub, folders, tmp_path, capsys):
+    from fluxbench.cli import main as cli
+
     gen, ref = folders
     out = tmp_path / "scores.json"
-    done = subprocess.run([sys.executable, "-m", "fluxbench.cli", "score", "--gen", str(gen), "--ref", str(ref),
-                           "--metrics", "kad,fad", "--backbone", "MERT-v1-95M", "--weights-dir", str(hub),
-                           "--out", str(out), "--no-cache", "-q"], capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
-    assert "MERT-v1-95M_kad" in done.stdout and "MERT-v1-95M_fad" in done.stdout
+    code = cli(["score", "--gen", str(gen), "--ref", str(ref), "--metrics", "kad,fad", "--backbone", "MERT-v1-95M",
+                "--weights-dir", str(hub), "--out", str(out), "--no-cache", "-q"])
+    printed, errors = capsys.readouterr()
+    assert code == 0, errors
+    assert "MERT-v1-95M_kad" in printed and "MERT-v1-95M_fad" in printed
     saved = json.loads(out.read_text())
     assert saved["backbone"] == "MERT-v1-95M" and saved["backbones"]["MERT-v1-95M"]["layer"] == 2
-    bad = subprocess.run([sys.executable, "-m", "fluxbench.cli", "score", "--gen", str(gen), "--metrics", "fad",
-                          "--backbone", "MERT-v1-95M", "--weights-dir", str(hub), "--ref-stats", "nowhere.npz:x"],
-                         capture_output=True, text=True, cwd=ROOT)
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert "nowhere.npz: no such file" in bad.stderr
-    wrong = subprocess.run([sys.executable, "-m", "fluxbench.cli", "score", "--gen", str(gen), "--ref", str(ref),
-                            "--metrics", "kad", "--backbone", "descriptor", "--kad-bandwidth", "wide"],
-                           capture_output=True, text=True, cwd=ROOT)
-    assert wrong.returncode == 2 and "--kad-bandwidth 'wide'" in wrong.stderr
+    code = cli(["score", "--gen", str(gen), "--metrics", "fad", "--backbone", "MERT-v1-95M", "--weights-dir",
+                str(hub), "--ref-stats", "nowhere.npz:x"])
+    assert code == 2 and "nowhere.npz: no such file" in capsys.readouterr().err
+    code = cli(["score", "--gen", str(gen), "--ref", str(ref), "--metrics", "kad", "--backbone", "descriptor",
+                "--kad-bandwidth", "wide"])
+    assert code == 2 and "--kad-bandwidth 'wide'" in capsys.readouterr().err
+    code = cli(["score", "--gen", str(gen), "--ref", str(ref), "--backbone", "descriptor", "--backbone-weights", "x"])
+    assert code == 2 and "--backbone-weights is for" in capsys.readouterr().err
