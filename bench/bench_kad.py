@@ -18,7 +18,7 @@ import numpy as np
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=100000)
+    parser.add_argument("--rows", type=int, default=5000)
     parser.add_argument("--dims", type=int, default=2048)
     parser.add_argument("--replicates", type=int, default=1000)
     args = parser.parse_args()

@@ -72,6 +72,22 @@ def test_median_bandwidth_matches_kadtk(golden, case):
             float(golden[f"{case}.median_{side}"]), rel=1e-6)
 
 
+@pytest.mark.parametrize("bins", [1 << 20, 7])  # fine bins, and bins so coarse that one holds many values
+def test_streamed_median_equals_the_stored_one(monkeypatch, bins):
+    rng = np.random.default_rng(11)
+    rows = rng.standard_normal((60, 5)) * np.array([1, 2, 3, 4, 5])
+    stored = median_pairwise_distance(rows)
+    monkeypatch.setattr(kad_module, "STORED_PAIRS", 10)
+    monkeypatch.setattr(kad_module, "MEDIAN_BINS", bins)
+    monkeypatch.setattr(kad_module, "BLOCK_ENTRIES", 300)
+    assert median_pairwise_distance(rows) == pytest.approx(stored, rel=1e-12)  # other blocks, other GEMM rounding
+    assert median_pairwise_distance(rows[:59]) == pytest.approx(  # 1711 pairs: odd count
+        np.sort(np.linalg.norm(rows[:59, None] - rows[None, :59], axis=-1)[np.triu_indices(59, 1)])[855], rel=1e-9)
+    gen, ref = rows[:30], rows[30:] + 0.5
+    assert kernel_audio_distance(gen, ref).value == pytest.approx(_plain_kad(gen, ref, median_pairwise_distance(gen)),
+                                                                  rel=1e-12)
+
+
 def test_median_is_the_lower_middle_value():
     rows = np.array([[0.0], [1.0], [3.0], [7.0]])  # distances 1, 3, 7, 2, 6, 4 -> sorted 1 2 3 4 6 7
     assert median_pairwise_distance(rows) == 3.0

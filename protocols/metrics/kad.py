@@ -17,8 +17,9 @@ Rows may belong to clips (frames): the kernel is summed once into clip-by-clip t
 every bootstrap resample (a clip drawn c times contributes its frames c times, as if the copies were
 concatenated) and each clip's own KAD against the reference follow without touching the kernel again. Within a
 set only the upper block triangle is evaluated, and the distances computed for the median are reused for the
-kernel. float64 throughout; memory is the clip totals plus one set's pairwise distances when the bandwidth comes
-from it (N (N - 1) / 2 values, as kadtk's torch.pdist).
+kernel up to STORED_PAIRS distances; past that the median is found in two streaming passes (a histogram of the
+squared distances, then an exact selection inside the bin that holds the median), so memory stays at the clip
+totals and one block whatever N is. float64 throughout.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ SCALE = 100.0
 GAMMA_EPS = 1e-8
 BANDWIDTH_RULES = ("generated", "reference")
 BLOCK_ENTRIES = 1 << 22  # distance entries evaluated per block (32 MB in float64)
+STORED_PAIRS = 1 << 26  # up to this many distances (512 MB) the median set's blocks are kept for the kernel
+MEDIAN_BINS = 1 << 20
 
 
 class KadInputError(FrechetInputError):
@@ -108,12 +111,12 @@ def kad_terms(generated, reference, bandwidth: str | float = "generated", gen_cl
         h = float(bandwidth)
         if not np.isfinite(h) or h <= 0:
             raise KadInputError(f"KAD bandwidth {bandwidth!r}: expected a positive number")
-    elif rule == "generated":  # the median needs every distance of that set: keep its blocks for the kernel
-        gen_blocks = list(gen_blocks)
-        h = _lower_median_of_blocks(gen_blocks)
+    elif rule == "generated":
+        h, stored = _median_bandwidth(gen, gen_starts)
+        gen_blocks = stored if stored is not None else _upper_blocks(gen, gen_starts)
     else:
-        ref_blocks = list(ref_blocks)
-        h = _lower_median_of_blocks(ref_blocks)
+        h, stored = _median_bandwidth(ref, ref_starts)
+        ref_blocks = stored if stored is not None else _upper_blocks(ref, ref_starts)
     gamma = gamma_of(h)
     return KadTerms(_within_totals(gen_blocks, gen_starts, gamma), _within_totals(ref_blocks, ref_starts, gamma),
                     _cross_totals(ref, ref_starts, gen, gen_starts, gamma), np.diff(gen_starts).astype(np.float64),
@@ -127,7 +130,18 @@ def gamma_of(bandwidth: float) -> float:
 def median_pairwise_distance(rows) -> float:
     """Lower median of the N(N-1)/2 Euclidean distances between distinct rows (torch.median's convention)."""
     rows = as_embeddings(rows, "embeddings")
-    return _lower_median_of_blocks(list(_upper_blocks(rows, np.arange(rows.shape[0] + 1))))
+    return _median_bandwidth(rows, np.arange(rows.shape[0] + 1))[0]
+
+
+def _median_bandwidth(rows: np.ndarray, starts: np.ndarray) -> tuple[float, list[_Block] | None]:
+    """The lower median distance, and the blocks when they were small enough to keep for the kernel."""
+    count = rows.shape[0]
+    if count < 2:
+        raise KadInputError("the KAD bandwidth needs at least 2 rows")
+    if count * (count - 1) // 2 <= STORED_PAIRS:
+        blocks = list(_upper_blocks(rows, starts))
+        return _lower_median_of_blocks(blocks), blocks
+    return _streamed_lower_median(rows, starts), None
 
 
 # ---- block sums -------------------------------------------------------------------------------------------
@@ -168,17 +182,42 @@ def _upper_blocks(rows: np.ndarray, starts: np.ndarray) -> Iterator[_Block]:
 
 
 def _lower_median_of_blocks(blocks: list[_Block]) -> float:
-    pieces = []
-    for block in blocks:
-        local = np.arange(block.squared.shape[0])[:, None]
-        upper = np.arange(block.squared.shape[1])[None, :] > local  # each unordered pair of distinct rows once
-        pieces.append(block.squared[upper])
-    squared = np.concatenate(pieces)
+    squared = np.concatenate([_upper_values(block) for block in blocks])  # each unordered pair once
     if squared.size == 0:
         raise KadInputError("the KAD bandwidth needs at least 2 rows")
     middle = (squared.size - 1) // 2
     # sqrt is monotone: the median of squared distances is the squared median distance.
     return float(np.sqrt(max(np.partition(squared, middle)[middle], 0.0)))
+
+
+def _upper_values(block: _Block) -> np.ndarray:
+    local = np.arange(block.squared.shape[0])[:, None]
+    return block.squared[np.arange(block.squared.shape[1])[None, :] > local]
+
+
+def _streamed_lower_median(rows: np.ndarray, starts: np.ndarray) -> float:
+    """Exact lower median distance without holding all distances: histogram the squared distances over
+    [0, 4 max |x|^2] (a bound on any of them), then select within the bin holding the median."""
+    count = rows.shape[0]
+    middle = (count * (count - 1) // 2 - 1) // 2
+    ceiling = 4.0 * float(np.einsum("ij,ij->i", rows, rows).max()) or 1.0
+    scale = MEDIAN_BINS / ceiling
+
+    def bins_of(values: np.ndarray) -> np.ndarray:
+        return np.minimum((np.clip(values, 0.0, None) * scale).astype(np.int64), MEDIAN_BINS - 1)
+
+    histogram = np.zeros(MEDIAN_BINS, dtype=np.int64)
+    for block in _upper_blocks(rows, starts):
+        histogram += np.bincount(bins_of(_upper_values(block)), minlength=MEDIAN_BINS)
+    below = np.cumsum(histogram)
+    target = int(np.searchsorted(below, middle, side="right"))
+    rank = middle - (int(below[target - 1]) if target > 0 else 0)
+    inside = []
+    for block in _upper_blocks(rows, starts):
+        values = _upper_values(block)
+        inside.append(values[bins_of(values) == target])
+    chosen = np.concatenate(inside)
+    return float(np.sqrt(max(np.partition(chosen, rank)[rank], 0.0)))
 
 
 def _within_totals(blocks: Iterable[_Block], starts: np.ndarray, gamma: float) -> np.ndarray:
