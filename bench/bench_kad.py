@@ -3,7 +3,8 @@
     python bench/bench_kad.py [--rows 5000] [--dims 2048] [--replicates 1000]
 
 Rows: the median-distance bandwidth, the point estimate (bandwidth included), the bootstrap cost per resample
-(both sets resampled, bandwidth fixed, from the kernel totals the point estimate leaves behind) and their total. float64 throughout.
+(both sets resampled, bandwidth fixed, from the kernel totals the point estimate leaves behind) and their total.
+float64 throughout.
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ METRICS["descriptor_kad"] = MetricInfo("desc. KAD", True, "KAD of the weight-fre
 for _backbone, _short in (("clap-laion-music", "CLAP"), ("MERT-v1-95M", "MERT"), ("encodec-emb", "EnCodec")):
     METRICS[f"{_backbone}_fad"] = MetricInfo(f"FAD-{_short}", True, f"Frechet distance of fadtk's {_backbone} frames")
     METRICS[f"{_backbone}_fad_inf"] = MetricInfo(f"FAD-{_short}-inf", True, f"FAD-{_short} extrapolated to infinite N")
-    METRICS[f"{_backbone}_kad"] = MetricInfo(f"KAD-{_short}", True, f"Kernel Audio Distance of kadtk's {_backbone} rows")
+    METRICS[f"{_backbone}_kad"] = MetricInfo(f"KAD-{_short}", True, f"KAD of kadtk's {_backbone} rows")
 
 
 class ResultsError(FluxbenchError):

@@ -209,7 +209,8 @@ def test_score_encodec_fad_and_kad_match_the_metric_functions(hub, folders, tmp_
     assert set(results["metrics"]) == {"encodec-emb_fad", "encodec-emb_kad"}
     backbone = load_backbone("encodec-emb", hub / "encodec_24khz", "cpu")
     gen_out, ref_out = _embed_folder(backbone, gen), _embed_folder(backbone, ref)
-    fad = frechet_distance(np.concatenate([o["frames"] for o in gen_out]), np.concatenate([o["frames"] for o in ref_out]))
+    fad = frechet_distance(np.concatenate([o["frames"] for o in gen_out]),
+                           np.concatenate([o["frames"] for o in ref_out]))
     kad = kernel_audio_distance(np.concatenate([o["kad_frames"] for o in gen_out]),
                                 np.concatenate([o["kad_frames"] for o in ref_out]))
     fad_entry, kad_entry = results["metrics"]["encodec-emb_fad"], results["metrics"]["encodec-emb_kad"]
@@ -258,8 +259,8 @@ def test_ref_stats_in_fadtk_format_replace_the_reference_folder(hub, folders, tm
     results = score_folders(gen, None, metrics="fad", backbone="encodec-emb", weights_dir=hub, bootstrap=10,
                             ref_stats=str(stats_file))  # the key defaults to the backbone's name
     entry = results["metrics"]["encodec-emb_fad"]
-    expected = frechet_distance_from_stats(GaussianStats.of(gen_rows),
-                                           GaussianStats(ref_rows.mean(0), np.cov(ref_rows, rowvar=False), len(ref_rows)))
+    fadtk_stats = GaussianStats(ref_rows.mean(0), np.cov(ref_rows, rowvar=False), len(ref_rows))
+    expected = frechet_distance_from_stats(GaussianStats.of(gen_rows), fadtk_stats)
     assert entry["value"] == pytest.approx(expected, rel=1e-9)
     assert entry["reference_stats"] == f"{stats_file}:encodec-emb" and entry["ci95"][0] <= entry["ci95"][1]
     assert results["settings"]["ref_stats"] == f"{stats_file}:encodec-emb"

@@ -175,7 +175,8 @@ def build_mert(root: str | os.PathLike, seed: int = 4) -> Path:
     settings = json.loads((repo / "config.json").read_text())
     settings.update({"model_type": "mert_model", "architectures": ["MERTModel"], "feature_extractor_cqt": False,
                      "attention_relax": -1.0, "sample_rate": 24000, "deepnorm": False,
-                     "auto_map": {"AutoConfig": "configuration_MERT.MERTConfig", "AutoModel": "modeling_MERT.MERTModel"}})
+                     "auto_map": {"AutoConfig": "configuration_MERT.MERTConfig",
+                                  "AutoModel": "modeling_MERT.MERTModel"}})
     (repo / "config.json").write_text(json.dumps(settings, indent=2))
     Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=24000, padding_value=0.0, do_normalize=True,
                              return_attention_mask=True).save_pretrained(repo)

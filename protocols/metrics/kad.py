@@ -69,7 +69,8 @@ class KadTerms:
         ref_w = np.ones((1, self.ref_frames.size)) if ref_weights is None else np.atleast_2d(ref_weights)
         within_gen = _within(self.gen_gen, self.gen_frames, gen_w)
         within_ref = _within(self.ref_ref, self.ref_frames, ref_w)
-        cross = np.einsum("bi,bi->b", ref_w @ self.ref_gen, gen_w) / ((ref_w @ self.ref_frames) * (gen_w @ self.gen_frames))
+        pairs = (ref_w @ self.ref_frames) * (gen_w @ self.gen_frames)
+        cross = np.einsum("bi,bi->b", ref_w @ self.ref_gen, gen_w) / pairs
         return SCALE * (within_gen + within_ref - 2.0 * cross)
 
     def value(self) -> KadResult:
