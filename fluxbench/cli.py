@@ -19,7 +19,9 @@ from fluxbench import FluxbenchError, __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("benchmark a model on a set: generate, embed, score, record (offline demo by default)", "run"),
     "generate": ("turn captions into audio files with a registered model", "generate"),
-    "score": ("compute FAD / FD / KL / IS / CLAP between generated and reference audio", "score"),
+    "score": ("compute FAD / FD / KL / IS / CLAP / KAD between generated and reference audio", "score"),
+    "verify-backbones": ("check installed FAD backbone weights against fadtk's published per-song scores",
+                         "verify_backbones"),
     "train": ("train a FluxMusic model (rectified flow or the DDPM/DDIM ablation)", "train"),
     "report": ("turn results files into tables and figures", "report"),
     "human-eval": ("design, serve and analyse blinded OVL/REL listening tests", "human_eval"),

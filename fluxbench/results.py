@@ -60,6 +60,13 @@ _DESCRIPTOR_LABELS = {"fad": "desc. FD (frames)", "fd": "desc. FD (clips)", "kl_
 METRICS.update({f"descriptor_{key}": MetricInfo(label, METRICS[key].lower_is_better,
                                                 f"{METRICS[key].description}, on the weight-free descriptor instead")
                 for key, label in _DESCRIPTOR_LABELS.items()})
+# Beyond the paper: KAD (kadtk) and fadtk's FAD backbones, reported as "<backbone>_fad" / "<backbone>_kad".
+METRICS["kad"] = MetricInfo("KAD", True, "Kernel Audio Distance (kadtk convention) of VGGish frame embeddings")
+METRICS["descriptor_kad"] = MetricInfo("desc. KAD", True, "KAD of the weight-free descriptor frames")
+for _backbone, _short in (("clap-laion-music", "CLAP"), ("MERT-v1-95M", "MERT"), ("encodec-emb", "EnCodec")):
+    METRICS[f"{_backbone}_fad"] = MetricInfo(f"FAD-{_short}", True, f"Frechet distance of fadtk's {_backbone} frames")
+    METRICS[f"{_backbone}_fad_inf"] = MetricInfo(f"FAD-{_short}-inf", True, f"FAD-{_short} extrapolated to infinite N")
+    METRICS[f"{_backbone}_kad"] = MetricInfo(f"KAD-{_short}", True, f"KAD of kadtk's {_backbone} rows")
 
 
 class ResultsError(FluxbenchError):

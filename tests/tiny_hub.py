@@ -151,3 +151,47 @@ def build_model_folder(folder: str | os.PathLike, codec: dict | None = None, see
     spec = {"name": "tiny-fluxmusic", "objective": "rectified_flow", "conditioner": {"kind": "t5-clap"},
             "codec": codec or {"kind": "audioldm2"}}
     return save_model_folder(folder, model, spec)
+
+
+def build_mert(root: str | os.PathLike, seed: int = 4) -> Path:
+    """MERT-v1-95M's hub layout at MERT-v1-95M/: a HuBERT-shaped model (conv feature encoder, 2 transformer
+    layers of width 32, total stride 80 at 24 kHz) saved with MERT's config keys (model_type mert_model, no CQT,
+    no attention relaxation) and its Wav2Vec2 feature extractor (normalising, 24 kHz)."""
+    import json
+
+    from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
+
+    config = HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                          conv_dim=(8, 8, 8), conv_stride=(5, 4, 4), conv_kernel=(10, 8, 4), num_conv_pos_embeddings=16,
+                          num_conv_pos_embedding_groups=2, feat_extract_norm="group", do_stable_layer_norm=False,
+                          hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0)
+    torch.manual_seed(seed)
+    model = HubertModel(config).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    repo = Path(root) / "MERT-v1-95M"
+    model.save_pretrained(repo)
+    settings = json.loads((repo / "config.json").read_text())
+    settings.update({"model_type": "mert_model", "architectures": ["MERTModel"], "feature_extractor_cqt": False,
+                     "attention_relax": -1.0, "sample_rate": 24000, "deepnorm": False,
+                     "auto_map": {"AutoConfig": "configuration_MERT.MERTConfig",
+                                  "AutoModel": "modeling_MERT.MERTModel"}})
+    (repo / "config.json").write_text(json.dumps(settings, indent=2))
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=24000, padding_value=0.0, do_normalize=True,
+                             return_attention_mask=True).save_pretrained(repo)
+    return repo
+
+
+def build_encodec(root: str | os.PathLike, seed: int = 5) -> Path:
+    """EnCodec 24 kHz mono (transformers layout of facebook/encodec_24khz) at encodec_24khz/: a narrow SEANet
+    encoder/decoder (4 filters, hidden 16, strides 4 x 2 = hop 8)."""
+    from transformers import EncodecConfig, EncodecModel
+
+    config = EncodecConfig(sampling_rate=24000, audio_channels=1, hidden_size=16, num_filters=4,
+                           upsampling_ratios=[4, 2], num_lstm_layers=1, codebook_size=16, target_bandwidths=[1.5])
+    torch.manual_seed(seed)
+    model = EncodecModel(config).eval()
+    repo = Path(root) / "encodec_24khz"
+    model.save_pretrained(repo)
+    return repo

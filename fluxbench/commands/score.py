@@ -1,4 +1,4 @@
-"""`fluxbench score`: FAD / FD / KL / IS / CLAP between a folder of generated and a folder of reference audio."""
+"""`fluxbench score`: FAD / FD / KL / IS / CLAP / KAD between a folder of generated and a folder of reference audio."""
 
 from __future__ import annotations
 
@@ -7,18 +7,30 @@ from pathlib import Path
 
 METRIC_LABELS = {"fad": "FAD (VGGish)", "fd": "FD (PANNs)", "kl_softmax": "KL (softmax)",
                  "kl_sigmoid": "KL (sigmoid)", "is": "IS", "clap": "CLAP score",
-                 "fad_inf": "FAD-inf", "fd_inf": "FD-inf"}
+                 "fad_inf": "FAD-inf", "fd_inf": "FD-inf", "kad": "KAD (VGGish)"}
+FADTK_BACKBONES = ("clap-laion-music", "MERT-v1-95M", "encodec-emb")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gen", required=True, help="folder of generated audio")
-    parser.add_argument("--ref", help="folder of reference audio (needed for fad, fd, kl)")
+    parser.add_argument("--ref", help="folder of reference audio (needed for fd, kl, kad, and fad without --ref-stats)")
     parser.add_argument("--captions", help="CSV with a file/id column and a caption column (CLAP score)")
-    parser.add_argument("--metrics", help="comma-separated subset of fad,fd,kl,is,clap "
+    parser.add_argument("--metrics", help="comma-separated subset of fad,fd,kl,is,clap,kad "
                                           "(default: every metric the backbone and inputs allow)")
-    parser.add_argument("--backbone", default="paper", choices=("paper", "descriptor"),
-                        help="paper: VGGish FAD, PANNs FD/KL/IS, CLAP (real weights); descriptor: weight-free "
-                             "signal statistics, reported as descriptor_* (not comparable to FAD)")
+    parser.add_argument("--backbone", default="paper", choices=("paper", "descriptor") + FADTK_BACKBONES,
+                        help="paper: VGGish FAD/KAD, PANNs FD/KL/IS, CLAP (real weights); descriptor: weight-free "
+                             "signal statistics, reported as descriptor_* (not comparable to FAD); "
+                             "clap-laion-music, MERT-v1-95M, encodec-emb: fadtk's FAD backbones (fad, kad), "
+                             "reported as <backbone>_fad / <backbone>_kad")
+    parser.add_argument("--backbone-weights", metavar="FOLDER",
+                        help="local model folder for a fadtk backbone (default: its hub id via the weights dir, "
+                             "environment variable or hub cache)")
+    parser.add_argument("--kad-bandwidth", default="generated", metavar="RULE",
+                        help="KAD kernel bandwidth: generated (median distance of the generated set, kadtk 1.1.0's "
+                             "code; default), reference (kadtk's README) or a positive number")
+    parser.add_argument("--ref-stats", metavar="FILE:BACKBONE",
+                        help="FAD reference statistics in fadtk's .npz format instead of reference audio, e.g. "
+                             "fma_pop.npz:clap-laion-music (a bare 'fma_pop' is found in an installed fadtk)")
     parser.add_argument("--panns", default="16k", choices=("16k", "32k"),
                         help="CNN14 checkpoint: 16k (audioldm_eval's default rate) or 32k")
     parser.add_argument("--clap-model", help="transformers CLAP model id or folder (default laion/larger_clap_music)")
@@ -38,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from fluxbench.protocols.metrics.scoring import score_folders
+    from fluxbench.protocols.metrics.scoring import ScoreError, score_folders
     from fluxbench.results import write_json_atomic
     from fluxbench.weights import CACHE_DIR
 
@@ -46,12 +58,18 @@ def main(args: argparse.Namespace) -> int:
     weights = {name: path for name, path in (("vggish", args.vggish_weights), (panns, args.panns_weights)) if path}
     if args.clap_model and Path(args.clap_model).exists():  # a local folder; otherwise a hub id
         weights["clap"] = args.clap_model
+    if args.backbone_weights:
+        if args.backbone not in FADTK_BACKBONES:
+            raise ScoreError(f"--backbone-weights is for {', '.join(FADTK_BACKBONES)}; "
+                             f"--backbone {args.backbone} takes its own weight options")
+        weights[args.backbone] = args.backbone_weights
     cache_dir = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else CACHE_DIR / "embeddings"
     results = score_folders(args.gen, args.ref, metrics=args.metrics, backbone=args.backbone,
                             captions=args.captions, bootstrap=args.bootstrap, seed=args.seed, cache_dir=cache_dir,
                             fad_inf=args.fad_inf, panns=panns, clap_model=args.clap_model,
                             clap_long_clips=args.clap_long_clips, weights=weights, weights_dir=args.weights_dir,
-                            device=args.device, progress=not args.quiet)
+                            device=args.device, progress=not args.quiet, kad_bandwidth=args.kad_bandwidth,
+                            ref_stats=args.ref_stats)
     gen = Path(args.gen)
     out = Path(args.out) if args.out else gen.parent / f"{gen.resolve().name}.scores.json"
     write_json_atomic(out, results)

@@ -6,6 +6,7 @@ Metric maths (numpy/torch, float64, validated against the reference libraries' o
     kl_divergence(gen, ref) -> KLResult                 id -> 527 logits; .softmax, .sigmoid, per item, .unmatched
     inception_score(logits, splits=10, shuffle=True, seed=2020) -> (mean, std)
     clap_score(text_emb, audio_emb) -> float            mean per-pair cosine
+    kernel_audio_distance(gen, ref, bandwidth="generated") -> KadResult   KAD (kadtk 1.1.0 convention)
 
 Folders of audio (see `fluxbench.protocols.metrics.scoring` for the full contract):
 
@@ -16,6 +17,7 @@ Folders of audio (see `fluxbench.protocols.metrics.scoring` for the full contrac
 from fluxbench.protocols.metrics.clap_score import clap_cosines, clap_score
 from fluxbench.protocols.metrics.frechet import GaussianStats, frechet_distance, frechet_distance_from_stats
 from fluxbench.protocols.metrics.inception import inception_score
+from fluxbench.protocols.metrics.kad import KadResult, kernel_audio_distance
 from fluxbench.protocols.metrics.kl import KLResult, kl_divergence
 
 
@@ -26,5 +28,6 @@ def score_folders(*args, **kwargs) -> dict:
     return run(*args, **kwargs)
 
 
-__all__ = ["GaussianStats", "KLResult", "clap_cosines", "clap_score", "frechet_distance",
-           "frechet_distance_from_stats", "inception_score", "kl_divergence", "score_folders"]
+__all__ = ["GaussianStats", "KLResult", "KadResult", "clap_cosines", "clap_score", "frechet_distance",
+           "frechet_distance_from_stats", "inception_score", "kernel_audio_distance", "kl_divergence",
+           "score_folders"]

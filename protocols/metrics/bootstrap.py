@@ -125,3 +125,23 @@ def _replicate(draw: Callable[[], float], replicates: int) -> Interval:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnreliableEstimateWarning)
         return percentile_interval([draw() for _ in range(replicates)])
+
+
+def bootstrap_frechet_to_stats(gen: np.ndarray, reference: GaussianStats, replicates: int, rng: np.random.Generator,
+                               gen_clip_of_row: np.ndarray | None = None) -> Interval:
+    """Interval of the Frechet distance to fixed reference statistics (--ref-stats): only clips are resampled."""
+    return _replicate(lambda: frechet_to_reference(gen, _row_weights(gen, gen_clip_of_row, rng), reference,
+                                                   warn=False), replicates)
+
+
+def bootstrap_kad(terms, replicates: int, rng: np.random.Generator, chunk: int = 256) -> Interval:
+    """Interval of KAD over clip resamples of both sets (`kad.KadTerms`), the bandwidth held at its full-sample
+    value; each replicate draws the generated clips, then the reference clips."""
+    if replicates < 2:
+        raise ValueError(f"a bootstrap interval needs at least 2 replicates, got {replicates}")
+    values = []
+    for start in range(0, replicates, chunk):
+        draws = [(clip_counts(terms.gen_frames.size, rng), clip_counts(terms.ref_frames.size, rng))
+                 for _ in range(min(chunk, replicates - start))]
+        values.extend(terms.values(np.stack([g for g, _ in draws]), np.stack([r for _, r in draws])))
+    return percentile_interval(values)

@@ -73,12 +73,13 @@ def pairing(generated_names, reference_names) -> Pairing:
 
 
 def sinc_resample(wave: np.ndarray, orig_rate: int, new_rate: int, lowpass_filter_width: int = SINC_WIDTH,
-                  rolloff: float = SINC_ROLLOFF) -> np.ndarray:
+                  rolloff: float = SINC_ROLLOFF, kaiser_beta: float | None = None) -> np.ndarray:
     """Windowed-sinc resampling along the last axis, numerically torchaudio.functional.resample's default.
 
     Output sample j (time j / new_rate) is sum_i x_i k(i / orig - j / new) in units reduced by the rates' gcd,
     with k(u) = (f / orig) sinc(pi f u) cos^2(pi f u / (2 W)) for |f u| < W and 0 outside, f = min(orig, new) *
-    rolloff the cutoff, W the lowpass width in zero crossings. The kernel is built in the input's dtype (as
+    rolloff the cutoff, W the lowpass width in zero crossings; with `kaiser_beta` the window is instead
+    I0(beta sqrt(1 - (f u / W)^2)) / I0(beta) (torchaudio's "sinc_interp_kaiser"). The kernel is built in the input's dtype (as
     the reference does for float32 audio) and the output has ceil(new * length / orig) samples.
     """
     import torch
@@ -96,7 +97,11 @@ def sinc_resample(wave: np.ndarray, orig_rate: int, new_rate: int, lowpass_filte
     taps = torch.arange(-width, width + orig, dtype=data.dtype)[None, None] / orig
     times = torch.arange(0, -new, -1, dtype=data.dtype)[:, None, None] / new + taps
     times = (times * cutoff).clamp(-lowpass_filter_width, lowpass_filter_width)
-    window = torch.cos(times * math.pi / lowpass_filter_width / 2) ** 2
+    if kaiser_beta is None:
+        window = torch.cos(times * math.pi / lowpass_filter_width / 2) ** 2
+    else:
+        beta = torch.tensor(float(kaiser_beta), dtype=data.dtype)
+        window = torch.i0(beta * torch.sqrt(1 - (times / lowpass_filter_width) ** 2)) / torch.i0(beta)
     times = times * math.pi
     kernel = torch.where(times == 0, torch.ones_like(times), times.sin() / times) * (window * (cutoff / orig))
     rows = data.reshape(-1, data.shape[-1])

@@ -2,13 +2,20 @@
 
     score_folders(gen_dir, ref_dir=None, metrics=None, backbone="paper", captions=None, ids=None,
                   bootstrap=0, seed=0, cache_dir=None, fad_inf=False, panns="panns-16k", clap_model=None,
-                  clap_long_clips="first", weights=None, weights_dir=None, device=None, progress=False) -> dict
+                  clap_long_clips="first", weights=None, weights_dir=None, device=None, progress=False,
+                  kad_bandwidth="generated", ref_stats=None) -> dict
 
-- metrics: names from METRICS ("fad", "fd", "kl", "is", "clap"), a list or a comma-separated string; None
-  means every metric the backbone offers and the inputs allow (CLAP only with captions, IS only with >= 10
-  clips, KL only for paired folders), with the reason for each one left out under "skipped_metrics".
+- metrics: names from METRICS ("fad", "fd", "kl", "is", "clap", "kad"), a list or a comma-separated string; None
+  means every metric of the paper that the backbone offers and the inputs allow (CLAP only with captions, IS
+  only with >= 10 clips, KL only for paired folders), with the reason for each one left out under
+  "skipped_metrics"; fad and kad for fadtk's backbones.
 - backbone: "paper" (VGGish FAD, PANNs CNN14 FD/KL/IS, CLAP; real weights resolved by fluxbench.weights) or
-  "descriptor" (weight-free signal statistics; keys prefixed "descriptor_", never comparable to FAD).
+  "descriptor" (weight-free signal statistics; keys prefixed "descriptor_", never comparable to FAD), or one of
+  fadtk's FAD backbones "clap-laion-music", "MERT-v1-95M", "encodec-emb" (FAD and KAD only; keys prefixed
+  "<backbone>_", e.g. "clap-laion-music_fad").
+- kad_bandwidth: "generated" (kadtk 1.1.0's code), "reference" (kadtk's README) or a number.
+- ref_stats: "FILE:KEY" or (path, key): fadtk-format mean/covariance used as the FAD reference instead of
+  reference audio (see reference_stats.py); metrics that need reference embeddings still need ref_dir.
 - captions: a CSV path (columns file/id + caption) or a mapping from file name or id to prompt (CLAP score).
 - ids: restrict to these item ids and pair by file stem (the runner's layout: <id>.wav beside <id>.flac);
   without ids, clips pair by file name, extension included, under audioldm_eval's 99 % rule.
@@ -22,7 +29,7 @@ Returns a JSON-serialisable dict:
      "per_clip": {clip: {key: value}}, "generated"/"reference": {"dir", "files", "scored", "silent"},
      "pairing", "skipped": [{"set", "file", "reason"}], "skipped_metrics": {metric: reason},
      "warnings": [...], "settings": {...}}
-Metric keys: fad, fd, kl_softmax, kl_sigmoid, is (with "std"), clap, fad_inf, fd_inf; with the descriptor
+Metric keys: fad, fd, kl_softmax, kl_sigmoid, is (with "std"), clap, kad, fad_inf, fd_inf; with the descriptor
 backbone the same keys prefixed "descriptor_". "reference_name" is audioldm_eval's key for the same number.
 """
 
@@ -40,13 +47,15 @@ import numpy as np
 
 from fluxbench import FluxbenchError, __version__
 from fluxbench.audio import AudioError, read_audio
-from fluxbench.protocols.metrics.bootstrap import (bootstrap_frechet, bootstrap_inception, bootstrap_mean,
-                                                   frechet_inf, rng_for)
+from fluxbench.protocols.metrics.bootstrap import (bootstrap_frechet, bootstrap_frechet_to_stats,
+                                                   bootstrap_inception, bootstrap_kad, bootstrap_mean, frechet_inf,
+                                                   rng_for)
 from fluxbench.protocols.metrics.cache import EmbeddingCache, content_hash
 from fluxbench.protocols.metrics.clap_score import clap_cosines
 from fluxbench.protocols.metrics.frechet import (GaussianStats, UnreliableEstimateWarning, frechet_distance,
                                                  frechet_to_reference)
 from fluxbench.protocols.metrics.inception import inception_score, per_clip_inception_kl
+from fluxbench.protocols.metrics.kad import kad_terms
 from fluxbench.protocols.metrics.kl import kl_divergence
 from fluxbench.protocols.metrics.preprocess import FRONTEND, list_audio, pairing
 
@@ -54,8 +63,10 @@ log = logging.getLogger(__name__)
 
 SCHEMA = "fluxbench.score"
 SCHEMA_VERSION = 1
-METRICS = ("fad", "fd", "kl", "is", "clap")
-BACKBONE_CHOICES = ("paper", "descriptor")
+METRICS = ("fad", "fd", "kl", "is", "clap", "kad")
+PAPER_METRICS = ("fad", "fd", "kl", "is", "clap")  # the default set; KAD (beyond the paper) is asked for by name
+FADTK_BACKBONES = ("clap-laion-music", "MERT-v1-95M", "encodec-emb")
+BACKBONE_CHOICES = ("paper", "descriptor") + FADTK_BACKBONES
 PANNS_CHOICES = ("panns-16k", "panns-32k")
 IS_SPLITS = 10
 IS_SEED = 2020
@@ -106,7 +117,8 @@ def score_folders(gen_dir, ref_dir=None, metrics=None, backbone: str = "paper", 
                   ids: Iterable[str] | None = None, bootstrap: int = 0, seed: int = 0, cache_dir=None,
                   fad_inf: bool = False, panns: str = "panns-16k", clap_model: str | None = None,
                   clap_long_clips: str = "first", weights: Mapping[str, str | os.PathLike] | None = None,
-                  weights_dir=None, device: str | None = None, progress: bool = False) -> dict[str, Any]:
+                  weights_dir=None, device: str | None = None, progress: bool = False,
+                  kad_bandwidth: str | float = "generated", ref_stats=None) -> dict[str, Any]:
     """Set-level metrics (with intervals) and per-clip values for generated vs reference audio; see module doc."""
     if backbone not in BACKBONE_CHOICES:
         raise ScoreError(f"unknown backbone {backbone!r}; expected one of {', '.join(BACKBONE_CHOICES)}")
@@ -115,22 +127,26 @@ def score_folders(gen_dir, ref_dir=None, metrics=None, backbone: str = "paper", 
     if bootstrap < 0 or bootstrap == 1:
         raise ScoreError(f"--bootstrap {bootstrap}: use 0 (no intervals) or at least 2 resamples")
     explicit = metrics is not None
-    requested = _parse_metrics(metrics)
+    requested = _parse_metrics(metrics) if metrics is not None or backbone not in FADTK_BACKBONES else ["fad", "kad"]
+    kad_bandwidth = _parse_kad_bandwidth(kad_bandwidth)
+    stats_source, reference_stats = _reference_stats(ref_stats, backbone)
     id_list = list(ids) if ids is not None else None
     generated = _collect(gen_dir, "generated", id_list)
     reference = _collect(ref_dir, "reference", id_list) if ref_dir is not None else None
     caption_map = _captions_for(captions, generated.clips) if captions is not None else None
-    plan, skipped_metrics = _plan(requested, explicit, backbone, panns, generated, reference, caption_map)
+    plan, skipped_metrics = _plan(requested, explicit, backbone, panns, generated, reference, caption_map,
+                                  reference_stats is not None)
 
     backbones = _load_backbones(sorted({name for name, _ in plan.values()}), weights, weights_dir, device,
                                 clap_model, clap_long_clips)
     cache = EmbeddingCache(cache_dir)
     sets = {"generated": generated, "reference": reference}
     needed = {(name, "generated") for name, _ in plan.values()}
-    needed |= {(name, "reference") for metric, (name, _) in plan.items() if metric in ("fad", "fd", "kl")}
+    needed |= {(name, "reference") for metric, (name, _) in plan.items()
+               if metric in ("fd", "kl", "kad") or (metric == "fad" and reference_stats is None)}
     outputs = {(name, role): _embed(backbones[name], sets[role], cache, progress) for name, role in sorted(needed)}
 
-    prefix = "descriptor_" if backbone == "descriptor" else ""
+    prefix = {"paper": "", "descriptor": "descriptor_"}.get(backbone, f"{backbone}_")
     results: dict[str, dict[str, Any]] = {}
     per_clip: dict[str, dict[str, float]] = {clip.key: {} for clip in generated.clips}
     notes: list[str] = []
@@ -139,9 +155,15 @@ def score_folders(gen_dir, ref_dir=None, metrics=None, backbone: str = "paper", 
         for metric, (name, output) in plan.items():
             gen_out = outputs[(name, "generated")]
             ref_out = outputs.get((name, "reference"))
-            if metric in ("fad", "fd"):
+            if metric == "fad" and reference_stats is not None:
+                _frechet_to_stats_metric(prefix, name, output, generated, gen_out, reference_stats, stats_source,
+                                         bootstrap, seed, fad_inf, results, per_clip, notes)
+            elif metric in ("fad", "fd"):
                 _frechet_metric(metric, prefix, name, output, generated, reference, gen_out, ref_out, bootstrap,
                                 seed, fad_inf, results, per_clip, notes)
+            elif metric == "kad":
+                _kad_metric(prefix, name, output, generated, reference, gen_out, ref_out, kad_bandwidth, bootstrap,
+                            seed, results, per_clip, notes)
             elif metric == "kl":
                 _kl_metric(prefix, name, generated, reference, gen_out, ref_out, bootstrap, seed, results, per_clip)
             elif metric == "is":
@@ -177,6 +199,8 @@ def score_folders(gen_dir, ref_dir=None, metrics=None, backbone: str = "paper", 
         "skipped_metrics": skipped_metrics,
         "warnings": notes,
         "settings": {"metrics": list(plan), "bootstrap": bootstrap, "seed": seed, "fad_inf": fad_inf,
+                     "kad_bandwidth": kad_bandwidth if "kad" in plan else None,
+                     "ref_stats": stats_source,
                      "panns": panns if backbone == "paper" else None, "is_splits": IS_SPLITS, "is_seed": IS_SEED,
                      "ids": id_list is not None, "min_seconds": MIN_SECONDS},
     }
@@ -185,13 +209,38 @@ def score_folders(gen_dir, ref_dir=None, metrics=None, backbone: str = "paper", 
 # ---- inputs ---------------------------------------------------------------------------------------------
 def _parse_metrics(metrics) -> list[str]:
     if metrics is None:
-        return list(METRICS)
+        return list(PAPER_METRICS)
     names = [m.strip().lower() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
     unknown = [m for m in names if m not in METRICS]
     if unknown or not names:
         raise ScoreError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; expected some of "
                          f"{', '.join(METRICS)}")
     return list(dict.fromkeys(names))
+
+
+def _parse_kad_bandwidth(value) -> str | float:
+    from fluxbench.protocols.metrics.kad import BANDWIDTH_RULES
+
+    if isinstance(value, str) and value not in BANDWIDTH_RULES:
+        try:
+            value = float(value)
+        except ValueError:
+            raise ScoreError(f"--kad-bandwidth {value!r}: expected {' or '.join(BANDWIDTH_RULES)} or a positive "
+                             "number") from None
+    if not isinstance(value, str) and not (np.isfinite(value) and value > 0):
+        raise ScoreError(f"--kad-bandwidth {value!r}: expected a positive number")
+    return value
+
+
+def _reference_stats(ref_stats, backbone: str) -> tuple[str | None, GaussianStats | None]:
+    """(\"FILE:KEY\" as recorded, statistics) for --ref-stats, or (None, None)."""
+    if ref_stats is None:
+        return None, None
+    from fluxbench.protocols.metrics.reference_stats import load_reference_stats, parse_ref_stats
+
+    default_key = backbone if backbone in FADTK_BACKBONES else None
+    path, key = parse_ref_stats(ref_stats, default_key) if isinstance(ref_stats, str) else ref_stats
+    return f"{path}:{key}", load_reference_stats(path, key)
 
 
 def _collect(folder, role: str, ids: list[str] | None) -> ClipSet:
@@ -276,12 +325,14 @@ def _captions_for(captions, clips: list[Clip]) -> dict[str, str]:
 
 
 def metric_sources(backbone: str = "paper", panns: str = "panns-16k") -> dict[str, tuple[str, str]]:
-    """metric -> (backbone name, output name) for the "paper" or "descriptor" backbone."""
+    """metric -> (backbone name, output name) for the "paper" or "descriptor" backbone or a fadtk backbone."""
     if backbone == "paper":
         return {"fad": ("vggish", "frames"), "fd": (panns, "embedding"), "kl": (panns, "logits"),
-                "is": (panns, "logits"), "clap": ("clap", "audio")}
+                "is": (panns, "logits"), "clap": ("clap", "audio"), "kad": ("vggish", "frames")}
+    if backbone in FADTK_BACKBONES:  # FAD on their frames, KAD on kadtk's 1 s rows
+        return {"fad": (backbone, "frames"), "kad": (backbone, "kad_frames")}
     return {"fad": ("descriptor", "frames"), "fd": ("descriptor", "embedding"), "kl": ("descriptor", "logits"),
-            "is": ("descriptor", "logits")}
+            "is": ("descriptor", "logits"), "kad": ("descriptor", "frames")}
 
 
 def backbones_for(metrics=None, backbone: str = "paper", panns: str = "panns-16k") -> list[str]:
@@ -291,7 +342,8 @@ def backbones_for(metrics=None, backbone: str = "paper", panns: str = "panns-16k
 
 
 def _plan(requested: list[str], explicit: bool, backbone: str, panns: str, generated: ClipSet,
-          reference: ClipSet | None, captions: dict[str, str] | None) -> tuple[dict[str, tuple[str, str]], dict]:
+          reference: ClipSet | None, captions: dict[str, str] | None,
+          has_ref_stats: bool = False) -> tuple[dict[str, tuple[str, str]], dict]:
     """metric -> (backbone name, output name), and the metrics left out with why."""
     sources = metric_sources(backbone, panns)
     paired = (pairing([c.key for c in generated.clips], [c.key for c in reference.clips])
@@ -301,8 +353,10 @@ def _plan(requested: list[str], explicit: bool, backbone: str, panns: str, gener
         reason = None
         if metric not in sources:
             reason = f"the {backbone} backbone has no {metric.upper()}; use --backbone paper"
-        elif metric in ("fad", "fd", "kl") and reference is None:
-            reason = "needs a reference folder"
+        elif metric == "fad" and reference is None and not has_ref_stats:
+            reason = "needs a reference folder or --ref-stats"
+        elif metric in ("fd", "kl", "kad") and reference is None:
+            reason = "needs a reference folder" + (" (reference statistics serve FAD only)" if has_ref_stats else "")
         elif metric == "kl" and not paired.paired:
             reason = f"folders are unpaired ({paired.describe()})"
         elif metric == "is" and len(generated.clips) < IS_SPLITS:
@@ -400,6 +454,51 @@ def _frechet_metric(metric, prefix, backbone, output, generated, reference, gen_
                 per_clip[clip.key][key] = frechet_to_reference(frames, None, reference_stats, warn=False)
         notes.append(f"per-clip {key}: each clip's few frames against the whole reference set (rank-deficient "
                      "covariances; compare clips with one another, not with the set-level value)")
+
+
+def _frechet_to_stats_metric(prefix, backbone, output, generated, gen_out, reference_stats, stats_source, bootstrap,
+                             seed, fad_inf, results, per_clip, notes):
+    """FAD against fixed reference statistics (--ref-stats): only the generated clips vary."""
+    gen_rows, gen_clip_of_row = _rows(generated, gen_out, output)
+    key = prefix + "fad"
+    if reference_stats.mean.shape[0] != gen_rows.shape[1]:
+        raise ScoreError(f"--ref-stats {stats_source}: {reference_stats.mean.shape[0]}-d statistics, but the "
+                         f"{backbone} embeddings are {gen_rows.shape[1]}-d; pick the key of this backbone")
+    value = frechet_to_reference(gen_rows, None, reference_stats)
+    interval = (bootstrap_frechet_to_stats(gen_rows, reference_stats, bootstrap, rng_for(seed, key),
+                                           gen_clip_of_row if output == "frames" else None) if bootstrap else None)
+    results[key] = _entry(value, backbone, len(generated.clips), interval, reference_stats=stats_source,
+                          rows=int(gen_rows.shape[0]), dims=int(gen_rows.shape[1]))
+    if fad_inf:
+        extrapolated = frechet_inf(gen_rows, reference_stats, rng_for(seed, key + "_inf"))
+        results[key + "_inf"] = {"value": extrapolated.value, "ci95": None, "n": len(generated.clips),
+                                 "backbone": backbone, "slope": extrapolated.slope, "r2": extrapolated.r2,
+                                 "sizes": extrapolated.sizes, "distances": extrapolated.distances,
+                                 "reference_stats": stats_source}
+    if output == "frames":
+        for index, clip in enumerate(generated.clips):
+            frames = gen_rows[gen_clip_of_row == index]
+            if frames.shape[0] >= 2:
+                per_clip[clip.key][key] = frechet_to_reference(frames, None, reference_stats, warn=False)
+
+
+def _kad_metric(prefix, backbone, output, generated, reference, gen_out, ref_out, bandwidth, bootstrap, seed,
+                results, per_clip, notes):
+    gen_rows, gen_clip_of_row = _rows(generated, gen_out, output)
+    ref_rows, ref_clip_of_row = _rows(reference, ref_out, output)
+    key = prefix + "kad"
+    terms = kad_terms(gen_rows, ref_rows, bandwidth, gen_clip_of_row, ref_clip_of_row)
+    interval = bootstrap_kad(terms, bootstrap, rng_for(seed, key)) if bootstrap else None
+    results[key] = _entry(terms.value().value, backbone, len(generated.clips), interval,
+                          n_reference=len(reference.clips), rows=int(gen_rows.shape[0]),
+                          reference_rows=int(ref_rows.shape[0]), dims=int(gen_rows.shape[1]),
+                          bandwidth=terms.bandwidth, bandwidth_from=terms.bandwidth_from, scale=100)
+    if gen_rows.shape[0] > len(generated.clips):
+        for clip, value in zip(generated.clips, terms.per_clip()):
+            if np.isfinite(value):
+                per_clip[clip.key][key] = float(value)
+        notes.append(f"per-clip {key}: each clip's frames against the whole reference set at the set-level "
+                     f"bandwidth {terms.bandwidth:.6g}")
 
 
 def _rows(clip_set: ClipSet, outputs, output: str) -> tuple[np.ndarray, np.ndarray]:

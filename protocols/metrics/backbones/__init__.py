@@ -7,6 +7,9 @@
 | panns-32k  | 32 kHz | same                                      | FD, KL, IS      | Cnn14_mAP=0.431.pth (Zenodo)     |
 | clap       | 48 kHz | audio: joint embedding; text via embed_text | CLAP score    | laion/larger_clap_music (hub)    |
 | descriptor | 16 kHz | frames, embedding, logits (pitch classes) | descriptor_*    | none (signal statistics)         |
+
+fadtk's FAD backbones (`clap-laion-music`, `MERT-v1-95M`, `encodec-emb`; frames and kadtk's 1 s kad_frames)
+live in `backbones/fadtk.py`.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import numpy as np
 
 from fluxbench import FluxbenchError
 
-BACKBONES = ("vggish", "panns-16k", "panns-32k", "clap", "descriptor")
+BACKBONES = ("vggish", "panns-16k", "panns-32k", "clap", "descriptor", "clap-laion-music", "MERT-v1-95M",
+             "encodec-emb")
 
 
 class BackboneError(FluxbenchError):
@@ -80,6 +84,10 @@ def weight_sources(name: str, clap_model: str | None = None) -> list:
         return [clap_source(clap_model)]
     if name == "descriptor":
         return []
+    if name in BACKBONES:
+        from fluxbench.protocols.metrics.backbones.fadtk import SOURCES
+
+        return [SOURCES[name]]
     raise BackboneError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
 
 
@@ -103,6 +111,10 @@ def load_backbone(name: str, weights: str | os.PathLike | None = None, device: s
         from fluxbench.protocols.metrics.backbones.descriptor import DescriptorBackbone
 
         return DescriptorBackbone()
+    if name in BACKBONES:
+        from fluxbench.protocols.metrics.backbones.fadtk import load_fadtk_backbone
+
+        return load_fadtk_backbone(name, _required(name, weights), device=device)
     raise BackboneError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
 
 
