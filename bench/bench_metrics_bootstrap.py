@@ -1,16 +1,23 @@
-"""Cost of one bootstrap resample of the Frechet distance at the paper's embedding sizes (to choose --bootstrap N).
+"""Cost of bootstrap intervals at MusicCaps size: the per-resample path as it was vs the prepared-rows path.
 
-    python bench/bench_metrics_bootstrap.py [--replicates 5]
+    python bench/bench_metrics_bootstrap.py [--rounds 3] [--clips 5521] [--device cuda]
 
-Rows: VGGish FAD on MusicCaps-sized data (5,521 clips x 10 frames of 128-d, frames resampled by clip) and
-PANNs FD (one 2048-d vector per clip) at 1,000 and 3,000 clips. Prints seconds per resample and the
-projected time of 1,000 resamples.
+One resample of each set-level metric of a MusicCaps-sized run (5,521 generated and 5,521 reference clips):
+VGGish FAD (10 frames of 128-d per clip, frames resampled by clip), PANNs FD (one 2048-d vector per clip),
+KL (a mean over pairs) and IS (527 logits per clip, 10 splits). "before" recomputes each replicate from
+scratch as the library did (`frechet_distance_weighted`: centre and scale every row, a general matrix
+product for the covariance; the Inception Score of a copied resample); "now" is what `bootstrap_frechet`
+(rows prepared once, then `frechet_of_weighted_rows`) and `bootstrap_inception` do per replicate. The two
+run interleaved (before, now, before, now, ...) on the same draws and are checked to agree to 1e-9
+relative; the table gives the median seconds per resample and the projected time of 1,000 resamples.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import platform
+import statistics
 import time
 
 import numpy as np
@@ -18,30 +25,78 @@ import numpy as np
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--replicates", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (one resample each)")
+    parser.add_argument("--clips", type=int, default=5521, help="clips per set (MusicCaps: 5521)")
+    parser.add_argument("--device", default=None, help="device of the prepared-rows path (default: cpu)")
     args = parser.parse_args()
 
     import torch
 
-    from fluxbench.protocols.metrics.bootstrap import bootstrap_frechet, rng_for
+    from fluxbench.protocols.metrics.bootstrap import bootstrap_inception, bootstrap_mean, clip_counts
+    from fluxbench.protocols.metrics.frechet import CentredRows, frechet_distance_weighted, frechet_of_weighted_rows
+    from fluxbench.protocols.metrics.inception import inception_score
 
     rng = np.random.default_rng(0)
-    cases = [("VGGish FAD, 5521 clips x 10 frames", 5521, 10, 128), ("PANNs FD, 1000 clips", 1000, 1, 2048),
-             ("PANNs FD, 3000 clips", 3000, 1, 2048)]
-    print(f"Bootstrap cost per resample (generated and reference both resampled); mean of "
-          f"{args.replicates}; torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs")
-    header = f"{'case':36s} {'rows':>7s} {'dims':>5s} {'s / resample':>13s} {'1000 resamples':>15s}"
+    clips = args.clips
+    print(f"Bootstrap cost per resample, {clips} generated + {clips} reference clips; median of {args.rounds} "
+          f"interleaved rounds; torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs "
+          f"({platform.processor() or platform.machine()}), load average {os.getloadavg()[0]:.1f}")
+    header = f"{'metric':28s} {'before s':>9s} {'now s':>8s} {'ratio':>6s} {'before 1000':>12s} {'now 1000':>9s}"
     print(header)
     print("-" * len(header))
-    for label, clips, frames, dims in cases:
+    totals = [0.0, 0.0]
+
+    def report(label, before, now):
+        b, n = statistics.median(before), statistics.median(now)
+        totals[0] += b
+        totals[1] += n
+        print(f"{label:28s} {b:9.3f} {n:8.3f} {b / n:6.2f} {b * 1000 / 60:9.1f} min {n * 1000 / 60:6.1f} min",
+              flush=True)
+
+    for label, frames, dims in (("FAD (VGGish frames, 128-d)", 10, 128), ("FD (PANNs, 2048-d)", 1, 2048)):
         mixing = rng.standard_normal((dims, dims)) / np.sqrt(dims)
         gen = rng.standard_normal((clips * frames, dims)) @ mixing
         ref = rng.standard_normal((clips * frames, dims)) @ mixing + 0.1
-        owner = np.repeat(np.arange(clips), frames) if frames > 1 else None
+        owner = np.repeat(np.arange(clips), frames)
+        prepared = CentredRows(gen, args.device), CentredRows(ref, args.device)  # once per bootstrap
+        times = ([], [])
+        for round_ in range(args.rounds):
+            draws = np.random.default_rng(round_)
+            weights = clip_counts(clips, draws)[owner], clip_counts(clips, draws)[owner]
+            started = time.perf_counter()
+            before = frechet_distance_weighted(gen, weights[0], ref, weights[1], warn=False)
+            times[0].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            now = frechet_of_weighted_rows(prepared[0], weights[0], prepared[1], weights[1])
+            times[1].append(time.perf_counter() - started)
+            if abs(now - before) > 1e-9 * abs(before):
+                print(f"  {label}: resample {round_} differs: {before!r} before, {now!r} now")
+        report(label, *times)
+
+    per_pair = rng.exponential(size=clips)
+    started = time.perf_counter()
+    bootstrap_mean(per_pair, 100, np.random.default_rng(0))  # unchanged: one weighted sum per replicate
+    per = 2 * (time.perf_counter() - started) / 100
+    report("KL (x2; unchanged)", [per], [per])
+
+    logits = rng.standard_normal((clips, 527)) * 3
+    times = ([], [])
+    for round_ in range(args.rounds):
+        draws = np.random.default_rng(round_)
         started = time.perf_counter()
-        bootstrap_frechet(gen, ref, args.replicates, rng_for(0, label), owner, owner)
-        per = (time.perf_counter() - started) / args.replicates
-        print(f"{label:36s} {clips * frames:7d} {dims:5d} {per:13.3f} {per * 1000 / 60:12.1f} min")
+        before = [inception_score(logits[draws.integers(0, clips, clips)], 10, True, 2020)[0] for _ in range(4)]
+        times[0].append((time.perf_counter() - started) / 4)
+        started = time.perf_counter()
+        now = bootstrap_inception(logits, 4, np.random.default_rng(round_))
+        times[1].append((time.perf_counter() - started) / 4)
+        expected = np.percentile(before, [2.5, 97.5])
+        if not np.allclose([now.low, now.high], expected, rtol=1e-9, atol=0):
+            print(f"  IS: round {round_} differs: {expected} before, {now.low, now.high} now")
+    report("IS (527 logits, 10 splits)", *times)
+    print("-" * len(header))
+    b, n = totals
+    print(f"{'all intervals of a run':28s} {b:9.3f} {n:8.3f} {b / n:6.2f} {b * 1000 / 60:9.1f} min "
+          f"{n * 1000 / 60:6.1f} min")
     return 0
 
 

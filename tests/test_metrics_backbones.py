@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -258,3 +259,24 @@ def test_clap_refuses_a_degenerate_tokenizer(tmp_path):
     save_tiny_clap(tmp_path / "clap", text_vocab=500)  # the text model expects far more tokens
     with pytest.raises(BackboneError, match="tokenizer has 12 tokens but the text model expects 500"):
         ClapBackbone.from_pretrained(tmp_path / "clap")
+
+
+def test_cnn14_with_folded_batch_norms_matches_the_checkpoint_layout():
+    from dataclasses import replace
+
+    config = replace(CNN14_CONFIGS["panns-16k"], widths=(8, 8, 16, 16, 32, 32), classes=7)
+    net = _randomised(build_cnn14(config), 5)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):  # statistics far from the identity map
+                module.running_var.abs_().add_(0.2)
+                module.running_mean.mul_(3.0)
+    waves = torch.from_numpy(np.random.default_rng(6).standard_normal((3, 24000)).astype(np.float32) * 0.1)
+    with torch.inference_mode():
+        embedding, logits = net(waves)
+        folded = copy.deepcopy(net).fold_batch_norms()
+        folded_embedding, folded_logits = folded(waves)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.conv_block1.modules())
+    assert embedding.abs().max() > 0.1  # a non-trivial output to compare
+    for ours, theirs in ((folded_embedding, embedding), (folded_logits, logits)):
+        assert (ours - theirs).abs().max() <= 1e-6 * theirs.abs().max()

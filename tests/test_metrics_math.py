@@ -166,3 +166,62 @@ def test_frechet_inf_removes_the_small_sample_bias():
     assert result.slope > 0 and result.r2 > 0.5
     assert result.sizes[0] == 100 and result.sizes[-1] == 4000
     assert frechet_inf(gen, reference, rng_for(0, "fad_inf"), min_size=100) == result
+
+
+# ---- bootstrap intervals equal the per-resample formula ------------------------------------------------
+def _weighted_frechet_by_definition(gen, gen_weights, ref, ref_weights):
+    """FD of count-weighted rows written out: weighted means, unbiased weighted covariances, and
+    tr sqrt(S_g S_r) as the singular values of Z_g Z_r^T (Z: centred rows times sqrt(weight))."""
+    means, scaled, traces = [], [], 0.0
+    for rows, weights in ((gen, gen_weights), (ref, ref_weights)):
+        total = weights.sum()
+        mean = weights @ rows / total
+        z = (rows - mean) * np.sqrt(weights / (total - 1))[:, None]
+        means.append(mean)
+        scaled.append(z)
+        traces += np.sum(z * z)
+    diff = means[0] - means[1]
+    return diff @ diff + traces - 2 * np.linalg.svd(scaled[0] @ scaled[1].T, compute_uv=False).sum()
+
+
+def _intervals_by_definition(gen, ref, replicates, rng, gen_clip_of_row=None, ref_clip_of_row=None):
+    values = []
+    for _ in range(replicates):
+        weights = []
+        for rows, owner in ((gen, gen_clip_of_row), (ref, ref_clip_of_row)):
+            clips = rows.shape[0] if owner is None else int(owner.max()) + 1
+            counts = np.bincount(rng.integers(0, clips, clips), minlength=clips).astype(np.float64)
+            weights.append(counts if owner is None else counts[owner])
+        values.append(_weighted_frechet_by_definition(gen, weights[0], ref, weights[1]))
+    return np.percentile(values, [2.5, 97.5]), np.std(values, ddof=1)
+
+
+@pytest.mark.parametrize("case", ["clips", "frames", "fewer rows than dims"])
+def test_bootstrap_frechet_gives_the_intervals_of_the_per_resample_formula(case):
+    rng = np.random.default_rng(11)
+    if case == "clips":
+        gen, ref, owner_gen, owner_ref = _gaussian_rows(rng, 300, 24, 0.3, 0.2), _gaussian_rows(rng, 260, 24, 0.4), None, None
+    elif case == "frames":  # 40 and 30 clips of 10 frames; frames of a clip are drawn together
+        gen, ref = _gaussian_rows(rng, 400, 16, 0.3, 1.5), _gaussian_rows(rng, 300, 16, 0.2, 1.0)
+        owner_gen, owner_ref = np.repeat(np.arange(40), 10), np.repeat(np.arange(30), 10)
+    else:
+        gen, ref, owner_gen, owner_ref = rng.standard_normal((20, 32)) + 0.5, rng.standard_normal((40, 32)), None, None
+    (low, high), std = _intervals_by_definition(gen, ref, 40, rng_for(3, "fd"), owner_gen, owner_ref)
+    interval = bootstrap_frechet(gen, ref, 40, rng_for(3, "fd"), owner_gen, owner_ref)
+    # N < d goes through the exact Gram route, whose eigenvalue round-off is about 1e-9 relative
+    tolerance = 1e-7 if case == "fewer rows than dims" else 1e-10
+    assert (interval.low, interval.high, interval.std) == pytest.approx((low, high, std), rel=tolerance)
+
+
+def test_bootstrap_inception_gives_the_intervals_of_resampled_scores():
+    rng = np.random.default_rng(12)
+    logits = rng.standard_normal((137, 23)) * 3
+    draws = rng_for(5, "is")
+    values = [inception_score(logits[draws.integers(0, 137, 137)], splits=7)[0] for _ in range(30)]
+    interval = bootstrap_inception(logits, 30, rng_for(5, "is"), splits=7)
+    expected = (*np.percentile(values, [2.5, 97.5]), np.std(values, ddof=1))
+    assert (interval.low, interval.high, interval.std) == pytest.approx(expected, rel=1e-12)
+    draws = rng_for(6, "is")
+    unshuffled = [inception_score(logits[draws.integers(0, 137, 137)], splits=7, shuffle=False)[0] for _ in range(5)]
+    interval = bootstrap_inception(logits, 5, rng_for(6, "is"), splits=7, shuffle=False)
+    assert (interval.low, interval.high) == pytest.approx(tuple(np.percentile(unshuffled, [2.5, 97.5])), rel=1e-12)

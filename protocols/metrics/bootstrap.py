@@ -15,10 +15,11 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
+from scipy.special import xlogy
 
-from fluxbench.protocols.metrics.frechet import (GaussianStats, UnreliableEstimateWarning,
-                                                 frechet_distance_weighted, frechet_to_reference)
-from fluxbench.protocols.metrics.inception import inception_score
+from fluxbench.protocols.metrics.frechet import (CentredRows, GaussianStats, UnreliableEstimateWarning,
+                                                 frechet_of_weighted_rows, frechet_to_reference)
+from fluxbench.protocols.metrics.inception import log_softmax_rows, split_bounds
 
 
 @dataclass(frozen=True)
@@ -65,13 +66,16 @@ def clip_counts(clips: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def bootstrap_frechet(gen: np.ndarray, ref: np.ndarray, replicates: int, rng: np.random.Generator,
-                      gen_clip_of_row: np.ndarray | None = None,
-                      ref_clip_of_row: np.ndarray | None = None) -> Interval:
-    """Interval of the Frechet distance; `*_clip_of_row` maps rows (frames) to clips, default one row each."""
+                      gen_clip_of_row: np.ndarray | None = None, ref_clip_of_row: np.ndarray | None = None,
+                      device: str | None = None) -> Interval:
+    """Interval of the Frechet distance; `*_clip_of_row` maps rows (frames) to clips, default one row each.
+    `device` (e.g. "cuda") holds the rows and runs the covariances and the eigenvalue step there."""
+    gen_rows, ref_rows = CentredRows(gen, device), CentredRows(ref, device)
 
     def one() -> float:
-        return frechet_distance_weighted(gen, _row_weights(gen, gen_clip_of_row, rng), ref,
-                                         _row_weights(ref, ref_clip_of_row, rng), warn=False)
+        gen_weights = _row_weights(gen, gen_clip_of_row, rng)
+        ref_weights = _row_weights(ref, ref_clip_of_row, rng)
+        return frechet_of_weighted_rows(gen_rows, gen_weights, ref_rows, ref_weights)
 
     return _replicate(one, replicates)
 
@@ -84,10 +88,30 @@ def bootstrap_mean(per_item, replicates: int, rng: np.random.Generator) -> Inter
 
 def bootstrap_inception(logits: np.ndarray, replicates: int, rng: np.random.Generator, splits: int = 10,
                         shuffle: bool = True, seed: int = 2020) -> Interval:
-    """Interval of the Inception Score mean over resampled generated clips."""
-    rows = np.asarray(logits, dtype=np.float64)
-    return _replicate(lambda: inception_score(rows[rng.integers(0, len(rows), len(rows))], splits, shuffle, seed)[0],
-                      replicates)
+    """Interval of the Inception Score mean over resampled generated clips.
+
+    Each replicate is `inception_score(logits[drawn], splits, shuffle, seed)[0]`, computed without copying
+    rows: the softmax is row-wise, so it is taken once, and a split's mean KL to its marginal q is
+    mean(sum p log p) - sum q log q, where q and the first term are count-weighted sums over the original rows.
+    """
+    log_p = log_softmax_rows(logits)
+    p = np.exp(log_p)
+    negentropy = np.sum(p * log_p, axis=1)
+    count = p.shape[0]
+    order = np.random.RandomState(seed).permutation(count) if shuffle else np.arange(count)
+    bounds = split_bounds(count, splits)
+    split_of_position = np.repeat(np.arange(splits), np.diff(bounds))
+    sizes = np.diff(bounds).astype(np.float64)[:, None]
+
+    def one() -> float:
+        drawn = rng.integers(0, count, count)[order]  # row drawn[order[k]] lands at position k
+        weights = np.bincount(split_of_position * count + drawn, minlength=splits * count)
+        weights = weights.reshape(splits, count).astype(np.float64) / sizes
+        marginal = weights @ p
+        kl = weights @ negentropy - np.sum(xlogy(marginal, marginal), axis=1)
+        return float(np.mean(np.exp(kl)))
+
+    return _replicate(one, replicates)
 
 
 def frechet_inf(gen: np.ndarray, reference: GaussianStats, rng: np.random.Generator, points: int = 25,

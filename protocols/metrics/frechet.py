@@ -130,18 +130,18 @@ def _distinct_rows(rows, weights, stats: GaussianStats) -> float:
     return float(rows.shape[0] if weights is None else np.count_nonzero(weights))
 
 
-def trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray, device: str | None = None) -> float:
-    """tr sqrt(cov_a cov_b) for symmetric positive semi-definite matrices, in float64."""
+def trace_sqrt_product(cov_a, cov_b, device: str | None = None) -> float:
+    """tr sqrt(cov_a cov_b) for symmetric positive semi-definite matrices (arrays or tensors), in float64."""
     import torch
 
-    cov_a, cov_b = np.asarray(cov_a, dtype=np.float64), np.asarray(cov_b, dtype=np.float64)
+    a = torch.as_tensor(cov_a, dtype=torch.float64, device=device)
+    b = torch.as_tensor(cov_b, dtype=torch.float64, device=device)
     # A dimension without variance in either set (a dead ReLU unit) is a zero row and column of that
     # covariance and adds only zero eigenvalues to the product: dropping it is exact and keeps Cholesky usable.
-    live = (np.diagonal(cov_a) > 0) & (np.diagonal(cov_b) > 0)
-    if not live.all():
-        cov_a, cov_b = cov_a[np.ix_(live, live)], cov_b[np.ix_(live, live)]
-    a = torch.as_tensor(cov_a, device=device)
-    b = torch.as_tensor(cov_b, device=device)
+    live = (a.diagonal() > 0) & (b.diagonal() > 0)
+    if not bool(live.all()):
+        keep = live.nonzero().squeeze(1)
+        a, b = a[keep][:, keep], b[keep][:, keep]
     factor_a, bad_a = torch.linalg.cholesky_ex(a)
     factor_b, bad_b = torch.linalg.cholesky_ex(b)
     if not bad_a and not bad_b and a.device.type == "cpu":
@@ -162,7 +162,79 @@ def trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray, device: str | None 
         values, vectors = torch.linalg.eigh(a)
         root = vectors * values.clamp(min=0).sqrt()
         symmetric = root.mT @ b @ root
-    return _sum_sqrt_eigenvalues(symmetric.cpu().numpy())
+    if symmetric.device.type != "cpu":
+        # On a GPU the eigenvalues are computed where the matrix is (float64 there too).
+        return float(torch.linalg.eigvalsh(symmetric).clamp(min=0).sqrt().sum())
+    return _sum_sqrt_eigenvalues(symmetric.numpy())
+
+
+class CentredRows:
+    """Rows centred once, held on `device`, for many covariances under different row weights (the bootstrap).
+
+    With y = x - mean(x) and s = sum w y / W (W = sum w), the weighted scatter is
+    sum w (x - m_w)(x - m_w)^T = sum w y y^T - W s s^T, so each resample costs one gather of its drawn rows
+    scaled by sqrt(w) and one symmetric rank-k update over them, instead of centring and scaling every row.
+    """
+
+    def __init__(self, rows: np.ndarray, device: str | None = None) -> None:
+        import torch
+
+        self.rows = as_embeddings(rows)
+        self.centre = self.rows.mean(axis=0)
+        self.device = torch.device(device or "cpu")
+        self.centred = torch.from_numpy(self.rows - self.centre).to(self.device)
+
+    @property
+    def dim(self) -> int:
+        return self.rows.shape[1]
+
+    def weighted(self, weights: np.ndarray):
+        """(mean as numpy, unbiased covariance as a full symmetric tensor on the device, total weight)."""
+        import torch
+
+        weights = np.asarray(weights, dtype=np.float64)
+        keep = np.flatnonzero(weights)
+        count = float(weights[keep].sum())
+        if count < 2:
+            raise FrechetInputError(f"resample has total weight {count}; the covariance needs at least 2 rows")
+        kept = torch.from_numpy(weights[keep]).to(self.device)
+        picked = self.centred.index_select(0, torch.from_numpy(keep).to(self.device))
+        shift = kept @ picked / count
+        picked.mul_(kept.sqrt()[:, None])
+        scatter = _scatter(picked)
+        scatter.addr_(shift, shift, alpha=-count)
+        scatter.div_(count - 1)
+        return self.centre + shift.cpu().numpy(), scatter, count
+
+
+def frechet_of_weighted_rows(a: CentredRows, weights_a: np.ndarray, b: CentredRows, weights_b: np.ndarray) -> float:
+    """`frechet_distance_weighted` (same value, to round-off) on rows prepared once; covariances and the
+    eigenvalue step run on the rows' device. Resamples with fewer distinct rows than dimensions take the
+    exact Gram route of `frechet_distance_weighted`."""
+    if min(np.count_nonzero(weights_a), np.count_nonzero(weights_b)) - 1 < a.dim:
+        return frechet_distance_weighted(a.rows, weights_a, b.rows, weights_b, warn=False)
+    mean_a, cov_a, _ = a.weighted(weights_a)
+    mean_b, cov_b, _ = b.weighted(weights_b)
+    for label, cov in (("first", cov_a), ("second", cov_b)):
+        if not bool(cov.isfinite().all()):
+            raise FrechetInputError(f"{label} statistics contain NaN or infinite values")
+    trace = trace_sqrt_product(cov_a, cov_b, cov_a.device)
+    diff = mean_a - mean_b
+    return float(diff @ diff + float(cov_a.diagonal().sum()) + float(cov_b.diagonal().sum()) - 2.0 * trace)
+
+
+def _scatter(rows):
+    """rows^T rows as a full symmetric float64 tensor: half the products of a general GEMM on the CPU."""
+    import torch
+
+    if rows.device.type != "cpu":
+        return rows.mT @ rows
+    from scipy.linalg import blas
+
+    # dsyrk on the transposed (Fortran-ordered) view writes the lower triangle; mirror it for the callers
+    # (cholesky and eigvalsh read the lower triangle, the fallbacks read both).
+    lower = torch.from_numpy(blas.dsyrk(1.0, rows.numpy().T, trans=0, lower=1))
+    return lower.tril_().add_(lower.tril(-1).mT)
 
 
 def reference_frechet_distance(mean_a, cov_a, mean_b, cov_b, eps: float = 1e-6) -> float:

@@ -25,25 +25,29 @@ def inception_score(logits, splits: int = 10, shuffle: bool = True, seed: int = 
 
 
 def inception_split_scores(logits, splits: int = 10, shuffle: bool = True, seed: int = 2020) -> np.ndarray:
-    rows = _as_logits(logits)
-    if splits < 1 or rows.shape[0] < splits:
-        raise InceptionInputError(f"Inception Score with {splits} splits needs at least {max(splits, 1)} clips, "
-                                  f"got {rows.shape[0]}")
+    log_p = log_softmax_rows(logits)
+    bounds = split_bounds(log_p.shape[0], splits)
     if shuffle:
-        rows = rows[np.random.RandomState(seed).permutation(rows.shape[0])]
-    log_p = _log_softmax(rows)
-    count = rows.shape[0]
-    scores = []
-    for index in range(splits):
-        chunk = log_p[index * count // splits:(index + 1) * count // splits]
-        scores.append(np.exp(_mean_kl_to_marginal(chunk)))
-    return np.asarray(scores)
+        log_p = log_p[np.random.RandomState(seed).permutation(log_p.shape[0])]
+    return np.asarray([np.exp(_mean_kl_to_marginal(log_p[start:stop])) for start, stop in zip(bounds, bounds[1:])])
+
+
+def split_bounds(count: int, splits: int) -> np.ndarray:
+    """Row bounds of the contiguous splits [i*N//splits, (i+1)*N//splits), as the reference cuts them."""
+    if splits < 1 or count < splits:
+        raise InceptionInputError(f"Inception Score with {splits} splits needs at least {max(splits, 1)} clips, "
+                                  f"got {count}")
+    return np.arange(splits + 1) * count // splits
+
+
+def log_softmax_rows(logits) -> np.ndarray:
+    """Validated (N, classes) logits -> float64 log-probabilities per row."""
+    return _log_softmax(_as_logits(logits))
 
 
 def per_clip_inception_kl(logits) -> np.ndarray:
     """KL(p(y|x) || p(y)) of each clip against the marginal of the whole set (log IS = their mean)."""
-    log_p = _log_softmax(_as_logits(logits))
-    return _kl_to_marginal(log_p)
+    return _kl_to_marginal(log_softmax_rows(logits))
 
 
 def _mean_kl_to_marginal(log_p: np.ndarray) -> float:

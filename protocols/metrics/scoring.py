@@ -160,7 +160,7 @@ def score_folders(gen_dir, ref_dir=None, metrics=None, backbone: str = "paper", 
                                          bootstrap, seed, fad_inf, results, per_clip, notes)
             elif metric in ("fad", "fd"):
                 _frechet_metric(metric, prefix, name, output, generated, reference, gen_out, ref_out, bootstrap,
-                                seed, fad_inf, results, per_clip, notes)
+                                seed, fad_inf, results, per_clip, notes, backbones[name].device)
             elif metric == "kad":
                 _kad_metric(prefix, name, output, generated, reference, gen_out, ref_out, kad_bandwidth, bootstrap,
                             seed, results, per_clip, notes)
@@ -430,14 +430,15 @@ def _entry(value: float, backbone: str, count: int, interval=None, **extra) -> d
 
 
 def _frechet_metric(metric, prefix, backbone, output, generated, reference, gen_out, ref_out, bootstrap, seed,
-                    fad_inf, results, per_clip, notes):
+                    fad_inf, results, per_clip, notes, device=None):
     gen_rows, gen_clip_of_row = _rows(generated, gen_out, output)
     ref_rows, ref_clip_of_row = _rows(reference, ref_out, output)
     key = prefix + metric
     value = frechet_distance(gen_rows, ref_rows)
+    # The resamples' covariances and eigenvalue steps run where the backbone ran (a GPU when there is one).
     interval = (bootstrap_frechet(gen_rows, ref_rows, bootstrap, rng_for(seed, key),
                                   gen_clip_of_row if output == "frames" else None,
-                                  ref_clip_of_row if output == "frames" else None) if bootstrap else None)
+                                  ref_clip_of_row if output == "frames" else None, device) if bootstrap else None)
     results[key] = _entry(value, backbone, len(generated.clips), interval, n_reference=len(reference.clips),
                           rows=int(gen_rows.shape[0]), reference_rows=int(ref_rows.shape[0]), dims=int(gen_rows.shape[1]),
                           **({"reference_name": REFERENCE_NAMES[metric]} if not prefix else {}))

@@ -97,9 +97,14 @@ def build_cnn14(config: Cnn14Config):
             self.bn2 = nn.BatchNorm2d(channels_out)
 
         def forward(self, x: torch.Tensor, pool: int) -> torch.Tensor:
-            x = F.relu(self.bn1(self.conv1(x)))
-            x = F.relu(self.bn2(self.conv2(x)))
+            x = F.relu_(self.bn1(self.conv1(x)))
+            x = F.relu_(self.bn2(self.conv2(x)))
             return F.avg_pool2d(x, pool) if pool > 1 else x
+
+        def fold_batch_norms(self) -> None:
+            """Eval-mode BatchNorm is an affine map per channel: fold it into the preceding convolution."""
+            self.conv1, self.bn1 = fold_batch_norm(self.conv1, self.bn1), nn.Identity()
+            self.conv2, self.bn2 = fold_batch_norm(self.conv2, self.bn2), nn.Identity()
 
     class Stft(nn.Module):
         def __init__(self):
@@ -152,10 +157,35 @@ def build_cnn14(config: Cnn14Config):
                 x = getattr(self, f"conv_block{index + 1}")(x, 2 if index < 5 else 1)
             x = x.mean(dim=3)
             x = x.amax(dim=2) + x.mean(dim=2)
-            embedding = F.relu(self.fc1(x))
+            embedding = F.relu_(self.fc1(x))
             return embedding, self.fc_audioset(embedding)
 
+        def fold_batch_norms(self) -> "Cnn14":
+            """For inference only: every conv block's BatchNorms folded into its convolutions (the state dict
+            no longer has the checkpoint's layout). bn0 stays: it acts on mel bands, not conv channels."""
+            for index in range(6):
+                getattr(self, f"conv_block{index + 1}").fold_batch_norms()
+            return self
+
     return Cnn14().eval()
+
+
+def fold_batch_norm(conv, norm):
+    """A convolution computing norm(conv(x)) for an eval-mode BatchNorm (scale folded into the weights, the
+    shift into the bias), computed in float64 so the folded weights round once."""
+    import torch
+    from torch import nn
+
+    scale = norm.weight.double() / torch.sqrt(norm.running_var.double() + norm.eps)
+    bias = norm.bias.double() - norm.running_mean.double() * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias.double() * scale
+    folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                       conv.dilation, conv.groups, bias=True, device=conv.weight.device, dtype=conv.weight.dtype)
+    with torch.no_grad():
+        folded.weight.copy_(conv.weight.double() * scale[:, None, None, None])
+        folded.bias.copy_(bias)
+    return folded.eval().requires_grad_(False)
 
 
 class Cnn14Backbone(Backbone):
@@ -166,7 +196,7 @@ class Cnn14Backbone(Backbone):
     def __init__(self, name: str, net, config: Cnn14Config, weights_path: str, weights_sha256: str, device: str):
         super().__init__(name, config.sample_rate, weights_path, weights_sha256, device,
                          {"layer": "fc1 after ReLU; fc_audioset logits"})
-        self.net = net.to(device)
+        self.net = net.fold_batch_norms().to(device)
 
     @classmethod
     def from_weights(cls, name: str, path: str | os.PathLike, device: str = "cpu") -> Cnn14Backbone:
