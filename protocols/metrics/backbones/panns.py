@@ -194,8 +194,9 @@ class Cnn14Backbone(Backbone):
     batch_clips = 8
 
     def __init__(self, name: str, net, config: Cnn14Config, weights_path: str, weights_sha256: str, device: str):
+        # Folding rounds differently (about 1e-7 relative), so it is part of the cache key.
         super().__init__(name, config.sample_rate, weights_path, weights_sha256, device,
-                         {"layer": "fc1 after ReLU; fc_audioset logits"})
+                         {"layer": "fc1 after ReLU; fc_audioset logits", "batchnorm": "folded into convs"})
         self.net = net.fold_batch_norms().to(device)
 
     @classmethod
