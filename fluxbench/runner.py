@@ -285,6 +285,8 @@ class Runner:
         todo = [b for b in mine if not all(self.store.has(keys[item.id]) for item in b)]
         if len(todo) < len(mine):
             log.info("resuming: %d of %d batches already generated", len(mine) - len(todo), len(mine))
+        if todo and hasattr(model, "encode_prompts"):  # text encoders alone on the device, once for the run
+            model.encode_prompts([item.caption for batch in todo for item in batch], **self.config.generation)
         for batch in _progress(todo, len(todo), "generate", self.config.progress):
             started = time.perf_counter()
             seeds = [derive_seed(self.config.seed, item.id) for item in batch]

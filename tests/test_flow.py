@@ -123,15 +123,18 @@ def test_rf_solvers_converge_to_the_exact_gaussian_map_at_their_order(solver, or
     assert all(rate > order - 0.3 for rate in rates), (errors, rates)
 
 
-def test_rf_guidance_mixes_conditional_and_unconditional():
+@pytest.mark.parametrize("batched", [True, False])
+def test_rf_guidance_mixes_conditional_and_unconditional(batched):
     noise = _noise(6)
-    cond = dict(COND, y="c")
-    uncond = dict(COND, y="u")
+    cond = dict(COND, y=torch.ones(3, 1))  # the model predicts 1 for conditional rows, 3 for unconditional ones
+    uncond = dict(COND, y=torch.zeros(1, 1))  # a batch of one serves every row
 
     def model(z, img_ids, txt, txt_ids, t, y):
-        return torch.full_like(z, 1.0 if y == "c" else 3.0)
+        assert z.shape[0] == t.shape[0]
+        return torch.where(y[:, :, None] > 0, 1.0, 3.0).to(z.dtype).expand_as(z)
 
-    one_step = lambda g, u: RectifiedFlow().sample(model, noise, cond, u, guidance=g, steps=1)  # noqa: E731
+    one_step = lambda g, u: RectifiedFlow().sample(model, noise, cond, u, guidance=g, steps=1,  # noqa: E731
+                                                   batched_guidance=batched)
     torch.testing.assert_close(one_step(3.5, uncond), noise - (3.0 + 3.5 * (1.0 - 3.0)))
     torch.testing.assert_close(one_step(3.5, None), noise - 1.0)
     torch.testing.assert_close(one_step(1.0, uncond), noise - 1.0)
@@ -223,13 +226,18 @@ def golden(golden_dir):
     return model, tensors, meta
 
 
-def test_golden_euler_sampler_record(golden):
+@pytest.mark.parametrize("batched", [True, False], ids=["guidance-in-one-batch", "guidance-sequential"])
+def test_golden_euler_sampler_record(golden, batched):
     model, g, meta = golden
     cond = {"img_ids": g["input.img_ids"], "txt": g["input.txt"], "txt_ids": g["input.txt_ids"], "y": g["input.y"]}
     uncond = dict(cond, txt=g["sampler.null_txt"], y=g["sampler.null_y"])
+    calls = []
+    counted = lambda *args: calls.append(args[0].shape[0]) or model(*args)  # noqa: E731
     with torch.no_grad():
-        run = RectifiedFlow().trajectory(model, g["sampler.z0"], cond, uncond,
-                                         guidance=meta["sampler"]["cfg"], steps=meta["sampler"]["steps"])
+        run = RectifiedFlow().trajectory(counted, g["sampler.z0"], cond, uncond, guidance=meta["sampler"]["cfg"],
+                                         steps=meta["sampler"]["steps"], batched_guidance=batched)
+    batch, steps = g["sampler.z0"].shape[0], meta["sampler"]["steps"]
+    assert calls == ([2 * batch] * steps if batched else [batch] * (2 * steps))
     states = torch.stack(run.states)
     assert states.shape == g["sampler.euler_steps"].shape
     torch.testing.assert_close(states, g["sampler.euler_steps"], atol=1e-4, rtol=0)

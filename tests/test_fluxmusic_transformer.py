@@ -150,3 +150,28 @@ def test_backward_reaches_every_parameter():
     out.square().mean().backward()
     without = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert without == []
+
+
+def test_weights_cast_once_compute_what_autocast_computes(golden):
+    """Sampling casts the weights once (norm scales stay float32) instead of autocast re-casting them every
+    forward; the forward must round exactly where autocast rounds, so the outputs agree to the last bits."""
+    import copy
+
+    from fluxbench.models.fluxmusic.transformer import RMSNorm, cast_for_inference
+
+    tensors, meta, state = golden
+    model = FluxMusicTransformer(FluxMusicConfig(**meta["config"])).eval().requires_grad_(False)
+    model.load_state_dict(state)
+    inputs = [tensors[f"input.{name}"] for name in ("x", "img_ids", "txt", "txt_ids", "t", "y")]
+    cast = cast_for_inference(copy.deepcopy(model), torch.bfloat16)
+    assert all(p.dtype == (torch.float32 if isinstance(m, RMSNorm) else torch.bfloat16)
+               for m in cast.modules() for p in m.parameters(recurse=False))
+    with torch.inference_mode():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            autocast = model(*inputs)
+        once = cast(*inputs)
+        full = model(*inputs)
+    assert once.dtype == autocast.dtype == torch.bfloat16
+    scale = full.abs().max()
+    assert torch.equal(once, autocast)
+    assert (once.float() - full).abs().max() <= 0.1 * scale  # and still the model's answer

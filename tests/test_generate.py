@@ -123,8 +123,48 @@ def test_text_encoders_are_released_before_denoising(hub):
     assert model.conditioner._t5 is None and model.conditioner._clap is None
     kept = FluxMusicModel.for_size("tiny", checkpoint=hub / "FluxMusic" / "musicflow_tiny.pt", weights_dir=hub,
                                    keep_text_encoders=True)
-    kept.generate(PROMPTS[:1], duration=0.25, steps=1)
+    kept.generate(PROMPTS[1:], duration=0.25, steps=1)  # a caption not in the disk cache yet
     assert kept.conditioner._t5 is not None and kept.conditioner._clap is not None
+
+
+def test_generation_loads_the_transformer_only_after_the_text_encoders_are_freed(hub, monkeypatch):
+    from fluxbench.models.fluxmusic.checkpoint import DeferredTransformer
+
+    model = FluxMusicModel.for_size("tiny", checkpoint=hub / "FluxMusic" / "musicflow_tiny.pt", weights_dir=hub)
+    deferred = model._transformer
+    assert isinstance(deferred, DeferredTransformer)  # nothing of the transformer is loaded yet
+    events = []
+    encode = model.conditioner.encode
+    monkeypatch.setattr(model.conditioner, "encode",
+                        lambda captions: events.append(("encode", len(captions), model._transformer_placed))
+                        or encode(captions))
+
+    def load():
+        events.append(("load transformer", model.conditioner._t5 is None and model.conditioner._clap is None))
+        return deferred.load()
+
+    model._transformer = DeferredTransformer(deferred.config, load)
+    model.generate(PROMPTS, duration=0.25, steps=1)
+    assert events == [("encode", 2, False), ("load transformer", True)]
+
+
+def test_prompt_embeddings_are_cached_on_disk_and_reused(hub, tmp_path):
+    first = FluxMusicModel.for_size("tiny", checkpoint=hub / "FluxMusic" / "musicflow_tiny.pt", weights_dir=hub)
+    first.encode_prompts(PROMPTS)  # the first stage of a run: encode all, store, free
+    assert first.conditioner._t5 is None and first.conditioner._clap is None
+    stored = sorted((tmp_path / "cache" / "text-embeddings" / "prompts").glob("*.safetensors"))
+    assert len(stored) == 2
+    cond, _ = first.encode_text(PROMPTS, "", 1.0)
+    assert first.conditioner._t5 is None and first.conditioner._clap is None  # read back, not encoded
+    fresh = FluxMusicModel.for_size("tiny", checkpoint=hub / "FluxMusic" / "musicflow_tiny.pt", weights_dir=hub,
+                                    keep_text_encoders=True)
+    direct = fresh.conditioner.encode(PROMPTS)
+    torch.testing.assert_close(cond.txt, direct.txt, rtol=0, atol=1e-6)
+    torch.testing.assert_close(cond.y, direct.y, rtol=0, atol=1e-6)
+    # another encoder (other weights, so another checksum) does not see these entries
+    assert set(fresh.conditioner.prompt_cache_paths(PROMPTS).values()) == set(stored)
+    fresh.conditioner.max_tokens = 16
+    assert not set(fresh.conditioner.prompt_cache_paths(PROMPTS).values()) & set(stored)
 
 
 def test_left_out_encoders_use_the_cached_null(hub, tiny):

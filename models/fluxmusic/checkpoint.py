@@ -11,7 +11,8 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -28,6 +29,15 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 class CheckpointError(FluxbenchError):
     pass
+
+
+@dataclass(frozen=True)
+class DeferredTransformer:
+    """A transformer whose config is known now and whose weights load on first use: generation encodes the
+    text first, so the text encoders and the transformer never occupy the device together."""
+
+    config: FluxMusicConfig
+    load: Callable[[], FluxMusicTransformer]
 
 
 def _strip_wrappers(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -70,6 +70,12 @@ class TextConditioner(abc.ABC):
         """The embedding of a negative prompt repeated `batch_size` times ("" is the null condition)."""
         return self.null(batch_size) if text == "" else self.encode([text]).expand(batch_size)
 
+    def encode_many(self, captions: Sequence[str], batch_size: int) -> TextConditioning:
+        """Every caption's conditioning (float32 on the CPU), encoded `batch_size` at a time."""
+        captions = list(captions)
+        return TextConditioning.cat([self.encode(captions[i:i + batch_size]).to("cpu", torch.float32)
+                                     for i in range(0, len(captions), batch_size)])
+
     def release(self) -> None:
         """Free memory held by encoders (they load again on the next `encode`); nothing by default."""
 
@@ -88,6 +94,8 @@ class T5ClapConditioner(TextConditioner):
     Either encoder can be left out (`use_t5` / `use_clap` False): its slot then holds the null ("")
     embedding. Embeddings of the null and negative prompts are cached on disk under $FLUXBENCH_CACHE, so
     later runs need neither encoder for them. Encoders load on first use and `release()` frees them.
+    `encode_many` caches every caption's embedding too (in the encoders' dtype, keyed by the text, the
+    encoders' weight checksums and settings), so a resumed or repeated run does not load the encoders again.
     """
 
     kind = "t5-clap"
@@ -237,6 +245,38 @@ class T5ClapConditioner(TextConditioner):
     def cache_path(self, text: str) -> Path:
         key = json.dumps({"identity": self.identity(), "spec": self.spec(), "text": text}, sort_keys=True)
         return weights.cache_dir() / "text-embeddings" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.safetensors"
+
+    def prompt_cache_paths(self, captions: Sequence[str]) -> dict[str, Path]:
+        """Where each distinct caption's embedding is cached (the encoders' checksums are computed once)."""
+        encoders = json.dumps({"checksums": self.checksums(), "spec": self.spec(), "dtype": str(self.dtype),
+                               "use": [self.use_t5, self.use_clap]}, sort_keys=True)
+        folder = weights.cache_dir() / "text-embeddings" / "prompts"
+        return {text: folder / f"{hashlib.sha256(json.dumps([encoders, text]).encode()).hexdigest()[:32]}.safetensors"
+                for text in dict.fromkeys(captions)}
+
+    def encode_many(self, captions: Sequence[str], batch_size: int) -> TextConditioning:
+        """Every caption's conditioning (float32 on the CPU): read from the disk cache, the missing ones encoded
+        `batch_size` at a time and stored. Values pass through the encoders' dtype either way, so a cached run
+        equals an uncached one."""
+        from safetensors.torch import load_file, save_file
+
+        captions = list(captions)
+        paths = self.prompt_cache_paths(captions)
+        found: dict[str, TextConditioning] = {}
+        for text, path in paths.items():
+            if path.is_file():
+                stored = load_file(str(path))
+                found[text] = TextConditioning(stored["txt"], stored["y"]).to("cpu", torch.float32)
+        missing = [text for text in paths if text not in found]
+        for start in range(0, len(missing), batch_size):
+            chunk = missing[start:start + batch_size]
+            encoded = self.encode(chunk).to("cpu", self.dtype)
+            for row, text in enumerate(chunk):
+                with atomic_path(paths[text]) as tmp:
+                    save_file({"txt": encoded.txt[row:row + 1].contiguous(), "y": encoded.y[row:row + 1].contiguous()},
+                              str(tmp), metadata={"text": text})
+                found[text] = encoded[row:row + 1].to("cpu", torch.float32)
+        return TextConditioning.cat([found[text] for text in captions])
 
     def cached(self, text: str) -> TextConditioning:
         """The full (both encoders) embedding of one fixed prompt, from the disk cache or computed and stored."""

@@ -14,6 +14,8 @@ flow vs DDPM/DDIM, same network and budget) is a one-flag switch:
 
 `cond` / `uncond` are dicts with the transformer's keyword names "img_ids", "txt", "txt_ids", "y". Guidance
 mixes the two predictions as p_u + g (p_c - p_u); with no `uncond`, or g == 1, only the conditional call runs.
+Both predictions come from one network call on a batch of 2B (`batched_guidance=True`, the default: the
+weights are read once per step) or from two calls of B (`False`: half the activation memory).
 """
 
 from __future__ import annotations
@@ -37,12 +39,25 @@ def _predict(model: Callable, z: torch.Tensor, t: torch.Tensor, cond: dict) -> t
 
 
 def _guided(model: Callable, z: torch.Tensor, t: torch.Tensor, cond: dict, uncond: dict | None,
-            guidance: float) -> torch.Tensor:
-    conditional = _predict(model, z, t, cond)
+            guidance: float, batched: bool = True) -> torch.Tensor:
     if uncond is None or guidance == 1.0:
-        return conditional
-    unconditional = _predict(model, z, t, uncond)
+        return _predict(model, z, t, cond)
+    if batched:
+        both = _predict(model, torch.cat((z, z)), torch.cat((t, t)), _joined(cond, uncond))
+        conditional, unconditional = both.chunk(2)
+    else:
+        conditional = _predict(model, z, t, cond)
+        unconditional = _predict(model, z, t, uncond)
     return unconditional + guidance * (conditional - unconditional)
+
+
+def _joined(cond: dict, uncond: dict) -> dict:
+    """One condition dict of 2B rows: the conditional rows, then the unconditional ones."""
+    missing = [key for key in CONDITION_KEYS if key not in cond or key not in uncond]
+    if missing:
+        raise FluxbenchError(f"condition dict lacks {missing}; expected keys {list(CONDITION_KEYS)}")
+    return {key: None if cond[key] is None else torch.cat((cond[key], uncond[key].expand_as(cond[key])))
+            for key in CONDITION_KEYS}
 
 
 def _per_sample_mse(target: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
@@ -79,8 +94,8 @@ class _Objective:
 
     def sample(self, model: Callable, noise: torch.Tensor, cond: dict, uncond: dict | None = None,
                guidance: float = 3.5, steps: int = 50, solver: str | None = None, record: bool = False,
-               progress: bool = False):
-        run = self.trajectory(model, noise, cond, uncond, guidance, steps, solver, progress)
+               progress: bool = False, batched_guidance: bool = True):
+        run = self.trajectory(model, noise, cond, uncond, guidance, steps, solver, progress, batched_guidance)
         return run.states if record else run.final
 
 
@@ -118,7 +133,7 @@ class RectifiedFlow(_Objective):
 
     def trajectory(self, model: Callable, noise: torch.Tensor, cond: dict, uncond: dict | None = None,
                    guidance: float = 3.5, steps: int = 50, solver: str | None = None,
-                   progress: bool = False) -> Trajectory:
+                   progress: bool = False, batched_guidance: bool = True) -> Trajectory:
         solver = solver or self.default_solver
         if solver not in self.solvers:
             raise FluxbenchError(f"rectified flow has no solver {solver!r}; choose one of {list(self.solvers)}")
@@ -126,7 +141,8 @@ class RectifiedFlow(_Objective):
             raise FluxbenchError(f"sampling needs at least 1 step, got {steps}")
         batch = noise.shape[0]
         velocity_at = lambda state, time: _guided(  # noqa: E731
-            model, state, torch.full((batch,), time, device=noise.device, dtype=noise.dtype), cond, uncond, guidance)
+            model, state, torch.full((batch,), time, device=noise.device, dtype=noise.dtype), cond, uncond, guidance,
+            batched_guidance)
         z = noise
         record = Trajectory(states=[z])
         dt = 1.0 / steps
@@ -194,7 +210,7 @@ class DDPM(_Objective):
 
     def trajectory(self, model: Callable, noise: torch.Tensor, cond: dict, uncond: dict | None = None,
                    guidance: float = 3.5, steps: int = 50, solver: str | None = None,
-                   progress: bool = False) -> Trajectory:
+                   progress: bool = False, batched_guidance: bool = True) -> Trajectory:
         solver = solver or self.default_solver
         if solver not in self.solvers:
             raise FluxbenchError(f"DDPM has no solver {solver!r}; choose one of {list(self.solvers)}")
@@ -207,7 +223,7 @@ class DDPM(_Objective):
             abar = float(self.alphas_cumprod[k])
             abar_next = float(self.alphas_cumprod[schedule[index + 1]]) if index + 1 < len(schedule) else 1.0
             time = self.model_time(torch.full((batch,), k)).to(device=noise.device, dtype=noise.dtype)
-            epsilon = _guided(model, z, time, cond, uncond, guidance).to(z.dtype)
+            epsilon = _guided(model, z, time, cond, uncond, guidance, batched_guidance).to(z.dtype)
             x0 = (z - math.sqrt(1 - abar) * epsilon) / math.sqrt(abar)
             record.x0_estimates.append(x0)
             z = math.sqrt(abar_next) * x0 + math.sqrt(1 - abar_next) * epsilon

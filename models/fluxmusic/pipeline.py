@@ -2,9 +2,11 @@
 
 `FluxMusicModel` meets the zoo interface (`fluxbench.models.base.TextToMusicModel`). Build it from a released
 size (`for_size`, what the registry's `fluxmusic-*` entries call) or from a trained-model folder
-(`from_folder`). Generation encodes every caption first, frees the text encoders (unless kept), then denoises
-in batches: each clip's starting noise comes from its own seed on the CPU, so the same seed and settings give
-the same audio on the same device whatever the batch composition.
+(`from_folder`). Generation runs in stages: every caption is encoded first (the hub encoders cache each
+caption's embedding on disk) and the text encoders are freed (unless kept); only then is the transformer
+loaded (released sizes), placed on the device and cast once to the compute dtype, and the VAE and vocoder
+follow. Denoising runs in batches: each clip's starting noise comes from its own seed on the CPU, so the same
+seed and settings give the same audio on the same device whatever the batch composition.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import hashlib
 import json
 import logging
 import os
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,7 +29,7 @@ from fluxbench.models.fluxmusic.conditioner import T5ClapConditioner, TextCondit
 from fluxbench.models.fluxmusic.configs import CHECKPOINT_FILES, FluxMusicConfig, get_config
 from fluxbench.models.fluxmusic.flow import get_objective
 from fluxbench.models.fluxmusic.latent import AudioLDM2Codec, LatentCodec, build_codec, codec_weight_requests
-from fluxbench.models.fluxmusic.transformer import music_ids, patchify, text_ids, unpatchify
+from fluxbench.models.fluxmusic.transformer import cast_for_inference, music_ids, patchify, text_ids, unpatchify
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """The denoising compute dtype; "auto" is float16 autocast on GPU (as the official sampler), float32 on CPU."""
+    """The denoising compute dtype; "auto" is float16 on GPU (as the official sampler), float32 on CPU."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype in (None, "auto"):
@@ -84,12 +85,16 @@ class FluxMusicModel(TextToMusicModel):
                  name: str = "fluxmusic",
                  checksums: dict[str, str] | None = None, device: str | torch.device | None = None,
                  dtype: str | torch.dtype | None = None, keep_text_encoders: bool = False,
-                 preset: str = "paper", batch_size: int = 4) -> None:
+                 preset: str = "paper", batch_size: int = 4, batched_guidance: bool = True) -> None:
         config: FluxMusicConfig = transformer.config
+        self.config = config
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.transformer = transformer.to(self.device).eval().requires_grad_(False)
-        self.conditioner, self.codec = conditioner, codec.to(self.device)
+        # A module or a DeferredTransformer; placed on the device (and cast) at the first denoising step.
+        self._transformer, self._transformer_placed = transformer, False
+        self.conditioner, self.codec = conditioner, codec  # the codec moves to the device at the first decode
+        # Conditional and unconditional predictions in one batch of 2B (False: two calls, half the activations).
+        self.batched_guidance = bool(batched_guidance)
         if isinstance(conditioner, torch.nn.Module):
             conditioner.to(self.device).eval().requires_grad_(False)
         # The training schedule (e.g. DDPM betas) defines the sampler too, so it comes from the model folder.
@@ -127,9 +132,9 @@ class FluxMusicModel(TextToMusicModel):
         paths = weights.resolve_all(requests, weights_dir)  # every missing component in one error
         _check_widths(config, conditioner, f"fluxmusic-{size}")
 
-        from fluxbench.models.fluxmusic.checkpoint import load_transformer
+        from fluxbench.models.fluxmusic.checkpoint import DeferredTransformer, load_transformer
 
-        transformer = load_transformer(paths[0], config)
+        transformer = DeferredTransformer(config, lambda: load_transformer(paths[0], config))
         codec = AudioLDM2Codec.load(audioldm2, vae, vocoder, weights_dir)
         checksums = {"transformer": weights.checksum(paths[0]), **conditioner.checksums(),
                      **{part: weights.checksum(path) for part, path in codec.sources.items()}}
@@ -241,7 +246,7 @@ class FluxMusicModel(TextToMusicModel):
         """name + a hash of the weights' checksums and the components' specs (not the sampling settings)."""
         identity = {"name": self.name, "checksums": self._checksums, "objective": self.objective_name,
                     "conditioner": self.conditioner.spec(), "codec": self.codec.spec(),
-                    "transformer": self.transformer.config.to_dict()}
+                    "transformer": self.config.to_dict()}
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
         return f"{self.name}@{digest}"
 
@@ -279,18 +284,32 @@ class FluxMusicModel(TextToMusicModel):
                     ) -> tuple[TextConditioning, TextConditioning | None]:
         """Conditioning for every prompt and the (batch-of-one) negative, on the CPU; then free the encoders."""
         with torch.inference_mode():
-            chunks = [self.conditioner.encode(list(prompts[i:i + self.batch_size]))
-                      for i in range(0, len(prompts), self.batch_size)]
-            cond = TextConditioning.cat([c.to("cpu", torch.float32) for c in chunks])
+            cond = self.conditioner.encode_many(list(prompts), self.batch_size).to("cpu", torch.float32)
             uncond = None if guidance == 1.0 else self.conditioner.negative(negative_prompt, 1).to("cpu", torch.float32)
         if not self.keep_text_encoders:
             self.conditioner.release()
         return cond, uncond
 
-    def _autocast(self):
-        if self.dtype == torch.float32:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+    def encode_prompts(self, prompts: Sequence[str], preset: str | None = None, guidance: float | None = None,
+                       negative_prompt: str | None = None, **settings: Any) -> None:
+        """The first stage of a run generated batch by batch: encode every prompt (and the negative) once,
+        which the hub encoders store in their disk cache, then free the encoders; each batch then reads its
+        conditioning from the cache and the encoders never share the device with the transformer."""
+        chosen = self.settings(preset=preset, guidance=guidance, negative_prompt=negative_prompt)
+        self.encode_text(list(prompts), chosen["negative_prompt"], chosen["guidance"])
+        self.conditioner.release()
+
+    @property
+    def transformer(self) -> torch.nn.Module:
+        """The denoiser: loaded if deferred, placed on the device and cast once to the compute dtype."""
+        if not self._transformer_placed:
+            module = self._transformer
+            if not isinstance(module, torch.nn.Module):  # a DeferredTransformer
+                module = module.load()
+            module = module.to(self.device).eval().requires_grad_(False)
+            self._transformer = cast_for_inference(module, self.dtype) if self.dtype != torch.float32 else module
+            self._transformer_placed = True
+        return self._transformer
 
     def denoise(self, noise_tokens: torch.Tensor, cond: TextConditioning, uncond: TextConditioning | None,
                 height: int, width: int, guidance: float, steps: int, solver: str | None = None,
@@ -305,10 +324,11 @@ class FluxMusicModel(TextToMusicModel):
             return {"img_ids": music_ids(batch, height, width, device), "txt": text.txt,
                     "txt_ids": text_ids(batch, text.txt.shape[1], device), "y": text.y}
 
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode():
             tokens = self.objective.sample(self.transformer, noise_tokens.to(device), as_dict(cond),
                                            as_dict(uncond) if uncond is not None else None, guidance=guidance,
-                                           steps=steps, solver=solver, progress=progress)
+                                           steps=steps, solver=solver, progress=progress,
+                                           batched_guidance=self.batched_guidance)
         return tokens.float()
 
     def noise(self, seeds: Sequence[int], shape: tuple[int, int, int]) -> torch.Tensor:
@@ -335,7 +355,7 @@ class FluxMusicModel(TextToMusicModel):
             tokens = self.denoise(noise, cond[rows], uncond, height, width, settings["guidance"], settings["steps"],
                                   settings["solver"], progress)
             with torch.inference_mode():
-                waves = self.codec.decode(unpatchify(tokens, height, width)).float().cpu().numpy()
+                waves = self.codec.to(self.device).decode(unpatchify(tokens, height, width)).float().cpu().numpy()
             clips.append(fit_length(waves, settings["samples"]))
             log.info("%s: %d/%d clips", self.name, min(start + self.batch_size, len(prompts)), len(prompts))
         waveforms = np.concatenate(clips).astype(np.float32)

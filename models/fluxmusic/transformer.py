@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from fluxbench.models.fluxmusic.configs import PATCH, TIME_EMBED_DIM, FluxMusicConfig
 
-__all__ = ["FluxMusicTransformer", "patchify", "unpatchify", "music_ids", "text_ids", "timestep_embedding"]
+__all__ = ["FluxMusicTransformer", "cast_for_inference", "patchify", "unpatchify", "music_ids", "text_ids",
+           "timestep_embedding"]
 
 
 # ---- token layout ---------------------------------------------------------------------------------------
@@ -140,7 +141,9 @@ class StreamAttention(nn.Module):
 
 
 def _modulated_norm(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
-    return torch.addcmul(shift, F.layer_norm(x, (x.shape[-1],), eps=1e-6), 1 + scale)
+    # Normalised and modulated in float32, rounded once to the stream's dtype (what autocast does over
+    # float32 weights; a no-op in float32).
+    return torch.addcmul(shift, F.layer_norm(x.float(), (x.shape[-1],), eps=1e-6), 1 + scale).to(x.dtype)
 
 
 def _attention(qkv: Tensor, heads: int, q_scale: Tensor, k_scale: Tensor, rotation: Tensor) -> Tensor:
@@ -247,9 +250,10 @@ class FluxMusicTransformer(nn.Module):
     def forward(self, x: Tensor, img_ids: Tensor, txt: Tensor, txt_ids: Tensor, t: Tensor, y: Tensor) -> Tensor:
         if x.ndim != 3 or txt.ndim != 3:
             raise ValueError(f"x and txt must be [batch, tokens, features], got {tuple(x.shape)} and {tuple(txt.shape)}")
-        img = self.img_in(x)
-        vec = self.time_in(timestep_embedding(t)) + self.vector_in(y)
-        txt = self.txt_in(txt)
+        dtype = self.img_in.weight.dtype  # float32, or the half type of `cast_for_inference`
+        img = self.img_in(x.to(dtype))
+        vec = self.time_in(timestep_embedding(t).to(dtype)) + self.vector_in(y.to(dtype))
+        txt = self.txt_in(txt.to(dtype))
         rotation = rotary_tables(torch.cat((txt_ids, img_ids), dim=1), self.config.axes_dim, self.config.theta)
         vec_act = F.silu(vec)  # every modulation sees silu(vec); computed once
 
@@ -262,3 +266,15 @@ class FluxMusicTransformer(nn.Module):
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def cast_for_inference(model: FluxMusicTransformer, dtype: torch.dtype) -> FluxMusicTransformer:
+    """Weights cast once to `dtype` (float16 / bfloat16) for sampling without autocast, which re-casts every
+    weight on every forward when gradients are off. The RMSNorm scales stay float32: q and k are scaled in
+    float32 and rounded once, exactly as under autocast. Inputs are cast by `forward`; the output is `dtype`."""
+    for module in model.modules():
+        if isinstance(module, RMSNorm):
+            continue
+        for name, param in module.named_parameters(recurse=False):
+            param.data = param.data.to(dtype)
+    return model
