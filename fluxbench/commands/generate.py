@@ -46,7 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     how.add_argument("--batch-size", type=int, default=4, help="clips per denoising batch (default: 4)")
     how.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     how.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                     help="denoising precision; auto = float16 autocast on GPU, float32 on CPU")
+                     help="denoising precision; auto = float16 weights on GPU, float32 on CPU")
+    how.add_argument("--sequential-guidance", action="store_true",
+                     help="FluxMusic: conditional and unconditional passes as two calls of a batch (half the "
+                          "activation memory) instead of one call of a double batch")
     where = parser.add_argument_group("weights (each resolves: flag, env var, --weights-dir, HF cache, hub)")
     where.add_argument("--weights-dir", help="folder of local copies laid out like the hub repos "
                                              "(default: $FLUXBENCH_WEIGHTS_DIR)")
@@ -129,7 +132,7 @@ def build_model(args: argparse.Namespace):
     options: dict[str, Any] = {"device": args.device, "dtype": args.dtype, "batch_size": args.batch_size,
                                "keep_text_encoders": args.keep_text_encoders, "preset": args.preset or "paper",
                                "weights_dir": args.weights_dir, "use_t5": not args.no_t5,
-                               "use_clap": not args.no_clap}
+                               "use_clap": not args.no_clap, "batched_guidance": not args.sequential_guidance}
     if Path(args.model).is_dir():
         from fluxbench.models.fluxmusic.pipeline import FluxMusicModel
 
