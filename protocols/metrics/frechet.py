@@ -51,11 +51,14 @@ class GaussianStats:
     @classmethod
     def of(cls, embeddings: np.ndarray, weights: np.ndarray | None = None, name: str = "embeddings") -> GaussianStats:
         """Statistics of the rows; `weights` (non-negative row multiplicities) serve the bootstrap."""
+        import torch
+
         rows = as_embeddings(embeddings, name)
         centred, count = _centred(rows, weights)
-        scaled = centred if weights is None else centred * np.sqrt(weights)[:, None]
+        if weights is not None:
+            centred *= np.sqrt(weights)[:, None]
         return cls(rows.mean(axis=0) if weights is None else weights @ rows / count,
-                   _gram_t(scaled) / (count - 1), count)
+                   _scatter(torch.from_numpy(centred)).numpy() / (count - 1), count)
 
 
 def as_embeddings(embeddings, name: str = "embeddings", min_rows: int = 2) -> np.ndarray:
@@ -279,14 +282,6 @@ def _centred(rows: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, 
     if count < 2:
         raise FrechetInputError(f"resample has total weight {count}; the covariance needs at least 2 rows")
     return rows - weights @ rows / count, count
-
-
-def _gram_t(rows: np.ndarray) -> np.ndarray:
-    # torch's MKL GEMM: on tall inputs (55k VGGish frames x 128) numpy's rank-k update was 15x slower here.
-    import torch
-
-    tensor = torch.from_numpy(np.ascontiguousarray(rows))
-    return (tensor.mT @ tensor).numpy()
 
 
 def _trace_sqrt_gram(rows: np.ndarray, weights: np.ndarray | None, cov_other: np.ndarray) -> float:
