@@ -202,3 +202,26 @@ def test_clipping_is_measured_per_clip_and_heavily_clipped_clips_are_named(folde
     warning = next(w for w in results["warnings"] if "clipped" in w)
     assert "clip04.wav" in warning and "clip05.wav" not in warning
     assert "clip04.wav" in caplog.text
+
+
+def test_backbones_on_one_front_end_decode_each_file_once_with_unchanged_results(folders, tmp_path, monkeypatch):
+    from fluxbench.protocols.metrics import preprocess
+    from fluxbench.protocols.metrics.backbones import Backbone
+
+    gen, ref = folders
+    save_tiny_vggish(tmp_path / "vggish.pth")
+    save_tiny_cnn14(tmp_path / "cnn14.pth")
+    weights = {"vggish": tmp_path / "vggish.pth", "panns-16k": tmp_path / "cnn14.pth"}
+    reads = []
+    original = preprocess.reference_waveform
+    monkeypatch.setattr(preprocess, "reference_waveform", lambda path, rate: reads.append(Path(path).name)
+                        or original(path, rate))
+    shared = score_folders(gen, ref, metrics="fad,fd,kl", bootstrap=5, weights=weights, cache_dir=None, device="cpu")
+    assert len(reads) == 24 and len(set(reads)) == 12  # 12 generated + 12 reference files, each read once
+    reads.clear()
+    # every backbone reading on its own, as before: the same numbers
+    monkeypatch.setattr(Backbone, "wave_source", property(lambda self: (self.name, self.sample_rate)))
+    separate = score_folders(gen, ref, metrics="fad,fd,kl", bootstrap=5, weights=weights, cache_dir=None,
+                             device="cpu")
+    assert len(reads) == 48
+    assert separate["metrics"] == shared["metrics"] and separate["per_clip"] == shared["per_clip"]

@@ -39,6 +39,7 @@ import csv
 import logging
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -144,7 +145,7 @@ def score_folders(gen_dir, ref_dir=None, metrics=None, backbone: str = "paper", 
     needed = {(name, "generated") for name, _ in plan.values()}
     needed |= {(name, "reference") for metric, (name, _) in plan.items()
                if metric in ("fd", "kl", "kad") or (metric == "fad" and reference_stats is None)}
-    outputs = {(name, role): _embed(backbones[name], sets[role], cache, progress) for name, role in sorted(needed)}
+    outputs = _embed_all(backbones, sets, needed, cache, progress)
 
     prefix = {"paper": "", "descriptor": "descriptor_"}.get(backbone, f"{backbone}_")
     results: dict[str, dict[str, Any]] = {}
@@ -396,21 +397,40 @@ def _load_backbones(names: list[str], weights, weights_dir, device, clap_model, 
                                 clap_long_clips=clap_long_clips) for name in names}
 
 
-def _embed(backbone, clip_set: ClipSet, cache: EmbeddingCache, progress: bool) -> dict[str, dict[str, np.ndarray]]:
-    found = {clip.key: cache.get(backbone.fingerprint, clip.digest) for clip in clip_set.clips}
-    todo = [clip for clip in clip_set.clips if found[clip.key] is None]
-    if todo:
-        log.info("%s: embedding %d %s clip(s) (%d cached)", backbone.name, len(todo), clip_set.role,
-                 len(clip_set.clips) - len(todo))
-    bar = _progress(len(todo), f"{backbone.name} {clip_set.role}", progress)
-    for start in range(0, len(todo), EMBED_BATCH):
-        chunk = todo[start:start + EMBED_BATCH]
-        for clip, arrays in zip(chunk, backbone.embed([backbone.load_wave(c.path) for c in chunk])):
-            cache.put(backbone.fingerprint, clip.digest, arrays)
-            found[clip.key] = arrays
-        bar.update(len(chunk))
-    bar.close()
-    return found
+def _embed_all(backbones: dict, sets: dict, needed: set, cache: EmbeddingCache,
+               progress: bool) -> dict[tuple[str, str], dict[str, dict[str, np.ndarray]]]:
+    """Embeddings of every (backbone, role) in `needed`, through the cache. Backbones that read audio the same
+    way (`Backbone.wave_source`) and miss the same clips share one decode and resample of each file; the next
+    batch of files is decoded in a background thread while the networks run on the current one. Each backbone
+    sees exactly the batches it would see alone, so the embeddings do not change."""
+    outputs, plans = {}, {}
+    for name, role in sorted(needed):
+        backbone, clip_set = backbones[name], sets[role]
+        found = {clip.key: cache.get(backbone.fingerprint, clip.digest) for clip in clip_set.clips}
+        todo = [clip for clip in clip_set.clips if found[clip.key] is None]
+        if todo:
+            log.info("%s: embedding %d %s clip(s) (%d cached)", backbone.name, len(todo), clip_set.role,
+                     len(clip_set.clips) - len(todo))
+            group = (role, backbone.wave_source, tuple(clip.digest for clip in todo))
+            plans.setdefault(group, (todo, []))[1].append(backbone)
+        outputs[(name, role)] = found
+    for (role, _, _), (todo, group) in plans.items():
+        bar = _progress(len(todo), f"{'+'.join(b.name for b in group)} {role}", progress)
+        chunks = [todo[start:start + EMBED_BATCH] for start in range(0, len(todo), EMBED_BATCH)]
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            load = lambda chunk: [group[0].load_wave(clip.path) for clip in chunk]  # noqa: E731
+            pending = reader.submit(load, chunks[0])
+            for index, chunk in enumerate(chunks):
+                waves = pending.result()
+                if index + 1 < len(chunks):
+                    pending = reader.submit(load, chunks[index + 1])
+                for backbone in group:
+                    for clip, arrays in zip(chunk, backbone.embed(waves)):
+                        cache.put(backbone.fingerprint, clip.digest, arrays)
+                        outputs[(backbone.name, role)][clip.key] = arrays
+                bar.update(len(chunk))
+        bar.close()
+    return outputs
 
 
 def _progress(total: int, label: str, enabled: bool):

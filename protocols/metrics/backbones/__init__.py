@@ -55,9 +55,17 @@ class Backbone(abc.ABC):
     def frontend(self) -> str:
         ...
 
-    @abc.abstractmethod
     def load_wave(self, path: str | os.PathLike) -> np.ndarray:
-        ...
+        """The reference front-end (`preprocess.reference_waveform`) at this backbone's rate, unless overridden."""
+        from fluxbench.protocols.metrics.preprocess import reference_waveform
+
+        return reference_waveform(path, self.sample_rate)
+
+    @property
+    def wave_source(self) -> tuple:
+        """Equal for backbones whose `load_wave` is the same function at the same rate: a scorer decodes and
+        resamples each file once for all of them."""
+        return (type(self).load_wave.__qualname__, self.sample_rate)
 
     @abc.abstractmethod
     def embed(self, waves: list[np.ndarray]) -> list[dict[str, np.ndarray]]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from fluxbench.protocols.metrics.backbones import Backbone
 from fluxbench.protocols.metrics.backbones.vggish import log_mel_examples
-from fluxbench.protocols.metrics.preprocess import FRONTEND, reference_waveform
+from fluxbench.protocols.metrics.preprocess import FRONTEND
 
 SAMPLE_RATE = 16_000
 CHROMA_FFT = 4096
@@ -48,9 +48,6 @@ class DescriptorBackbone(Backbone):
     @property
     def frontend(self) -> str:
         return f"{FRONTEND}, VGGish log-mel statistics + pitch-class profile"
-
-    def load_wave(self, path) -> np.ndarray:
-        return reference_waveform(path, SAMPLE_RATE)
 
     def embed(self, waves: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         results = []

@@ -25,7 +25,7 @@ import numpy as np
 
 from fluxbench.audio import mel_filterbank
 from fluxbench.protocols.metrics.backbones import Backbone, BackboneError, load_strict, read_state_dict
-from fluxbench.protocols.metrics.preprocess import FRONTEND, reference_waveform
+from fluxbench.protocols.metrics.preprocess import FRONTEND
 from fluxbench.weights import WeightSource, sha256_of
 
 PANNS_WEIGHTS = {
@@ -216,9 +216,6 @@ class Cnn14Backbone(Backbone):
     @property
     def frontend(self) -> str:
         return f"{FRONTEND} at {self.sample_rate} Hz, whole clip"
-
-    def load_wave(self, path) -> np.ndarray:
-        return reference_waveform(path, self.sample_rate)
 
     def embed(self, waves: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         import torch

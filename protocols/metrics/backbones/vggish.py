@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fluxbench.protocols.metrics.backbones import Backbone, BackboneError, load_strict, read_state_dict
-from fluxbench.protocols.metrics.preprocess import FRONTEND, reference_waveform
+from fluxbench.protocols.metrics.preprocess import FRONTEND
 from fluxbench.weights import WeightSource, sha256_of
 
 VGGISH_WEIGHTS = WeightSource(
@@ -146,9 +146,6 @@ class VGGishBackbone(Backbone):
     @property
     def frontend(self) -> str:
         return f"{FRONTEND}, log-mel 25 ms/10 ms, 64 HTK bands 125-7500 Hz, 0.96 s examples"
-
-    def load_wave(self, path) -> np.ndarray:
-        return reference_waveform(path, SAMPLE_RATE)
 
     def embed(self, waves: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         import torch
