@@ -2,10 +2,14 @@
 
     python bench/bench_forward.py [--size small] [--batch 1 2] [--device cpu|cuda] [--dtype float32|bfloat16]
                                   [--official-dir PATH]
+    python bench/bench_forward.py --cast-vs-autocast [--dtype bfloat16|float16] [--device cuda]
 
 With --official-dir pointing at a checkout of the official FluxMusic code (its model.py and modules/layers.py),
 the official model is timed on the same machine with the same weights and inputs, interleaved with ours, and
 the largest output difference is printed. FLOPs: 2 x (linear + attention-product MACs) of one forward.
+--cast-vs-autocast times, interleaved, the half-precision forward as sampling ran it before (float32 weights
+under autocast, which re-casts every weight on every forward when gradients are off) and as it runs now
+(weights cast once by `cast_for_inference`), and prints the largest difference of their outputs.
 """
 
 from __future__ import annotations
@@ -79,6 +83,51 @@ def _time_shares(model, inputs) -> dict[str, float]:
     return {k: v / total for k, v in shares.items()}
 
 
+def cast_vs_autocast(args) -> int:
+    import copy
+
+    from fluxbench.models.fluxmusic.transformer import cast_for_inference
+
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype) if args.dtype != "float32" else torch.bfloat16
+    config = get_config(args.size)
+    torch.manual_seed(0)
+    master = FluxMusicTransformer(config).eval().requires_grad_(False).to(device)
+    cast = cast_for_inference(copy.deepcopy(master), dtype)
+
+    def autocast_forward(inputs):
+        with torch.autocast(device.type, dtype=dtype):
+            return master(**inputs)
+
+    print(f"FluxMusic-{args.size} forward in {str(dtype).removeprefix('torch.')}, {MUSIC_TOKENS} music + "
+          f"{TEXT_TOKENS} text tokens, {args.device}, {torch.get_num_threads()} threads; median of {args.repeats} "
+          f"interleaved runs")
+    print(f"{'weights':<34} {'batch':>5} {'ms':>10} {'ratio':>6} {'max |diff|':>11}")
+    with torch.inference_mode():
+        for batch in args.batch:
+            inputs = _inputs(config, batch, device, torch.float32)
+            calls = {"float32 under autocast (before)": lambda: autocast_forward(inputs),
+                     "cast once (now)": lambda: cast(**inputs)}
+            outputs = {name: call() for name, call in calls.items()}  # warm-up
+            times = {name: [] for name in calls}
+            for _ in range(args.repeats):
+                for name, call in calls.items():
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    started = time.perf_counter()
+                    call()
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    times[name].append(time.perf_counter() - started)
+            before = statistics.median(times["float32 under autocast (before)"])
+            diff = float((outputs["cast once (now)"].float() - outputs["float32 under autocast (before)"].float())
+                         .abs().max())
+            for name in calls:
+                seconds = statistics.median(times[name])
+                print(f"{name:<34} {batch:>5} {seconds * 1e3:>10.1f} {before / seconds:>6.2f} {diff:>11.2e}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="small")
@@ -90,7 +139,11 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     parser.add_argument("--profile", action="store_true",
                         help="also print where each implementation's time goes (matrix products, attention, rest)")
+    parser.add_argument("--cast-vs-autocast", action="store_true",
+                        help="half precision: autocast over float32 weights (before) vs weights cast once (now)")
     args = parser.parse_args()
+    if args.cast_vs_autocast:
+        return cast_vs_autocast(args)
 
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     config = get_config(args.size)

@@ -1,0 +1,87 @@
+"""Scoring backbones' forward: PANNs CNN14 as the checkpoint lays it out vs with BatchNorm folded into its convs.
+
+    python bench/bench_backbones.py [--clips 8] [--seconds 10] [--rounds 5]
+
+CNN14 of the real 16 kHz size with random weights (BatchNorm statistics randomised too), a batch of 10 s clips:
+"before" is the checkpoint layout with separate BatchNorm layers and out-of-place ReLU (how the forward ran
+until now); "now" is what `Cnn14Backbone` runs (BatchNorm folded into the convolutions, in-place ReLU). The two
+run interleaved; the table gives the median seconds per batch, the ratio and the largest output difference
+relative to the output scale. VGGish (no BatchNorm, in-place ReLU already) is timed for reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import time
+import types
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def _checkpoint_layout_forward(block, x, pool):
+    """The conv block's forward as it was: BatchNorm after each convolution, ReLU out of place."""
+    x = F.relu(block.bn1(block.conv1(x)))
+    x = F.relu(block.bn2(block.conv2(x)))
+    return F.avg_pool2d(x, pool) if pool > 1 else x
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=8, help="clips per batch (Cnn14Backbone's batch is 8)")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    from fluxbench.protocols.metrics.backbones.panns import CNN14_CONFIGS, build_cnn14
+    from fluxbench.protocols.metrics.backbones.vggish import build_vggish, log_mel_examples
+
+    torch.manual_seed(0)
+    before = build_cnn14(CNN14_CONFIGS["panns-16k"]).eval().requires_grad_(False)
+    with torch.no_grad():
+        for module in before.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.normal_(1, 0.2)
+                module.bias.normal_(0, 0.2)
+    now = copy.deepcopy(before).fold_batch_norms()
+    for index in range(6):
+        block = getattr(before, f"conv_block{index + 1}")
+        block.forward = types.MethodType(_checkpoint_layout_forward, block)
+    waves = torch.from_numpy(np.random.default_rng(0).standard_normal(
+        (args.clips, int(args.seconds * 16_000))).astype(np.float32) * 0.1)
+    vggish = build_vggish().eval().requires_grad_(False)
+    examples = torch.from_numpy(np.concatenate([log_mel_examples(w) for w in waves.numpy()]))[:, None]
+
+    times = {"before": [], "now": [], "vggish": []}
+    with torch.inference_mode():
+        reference, _ = before(waves)
+        folded, _ = now(waves)
+        for _ in range(args.rounds):
+            for name, call in (("before", lambda: before(waves)), ("now", lambda: now(waves)),
+                               ("vggish", lambda: vggish(examples))):
+                started = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - started)
+    b, n, v = (statistics.median(times[k]) for k in ("before", "now", "vggish"))
+    difference = float((folded - reference).abs().max() / reference.abs().max())
+    print(f"Backbone forward, batch of {args.clips} x {args.seconds:g} s at 16 kHz; median of {args.rounds} "
+          f"interleaved rounds; torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    header = f"{'network':44s} {'s / batch':>10s} {'clips/s':>8s} {'ratio':>6s} {'max rel. diff':>14s}"
+    print(header)
+    print("-" * len(header))
+    print(f"{'CNN14, BatchNorm layers, ReLU (before)':44s} {b:10.3f} {args.clips / b:8.2f} {1.0:6.2f} {'':>14s}")
+    print(f"{'CNN14, BatchNorm folded, in-place ReLU (now)':44s} {n:10.3f} {args.clips / n:8.2f} {b / n:6.2f} "
+          f"{difference:14.1e}")
+    print(f"{'VGGish network (unchanged)':44s} {v:10.3f} {args.clips / v:8.2f} {'':>6s} {'':>14s}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
