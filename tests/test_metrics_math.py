@@ -208,9 +208,7 @@ def test_bootstrap_frechet_gives_the_intervals_of_the_per_resample_formula(case)
         gen, ref, owner_gen, owner_ref = rng.standard_normal((20, 32)) + 0.5, rng.standard_normal((40, 32)), None, None
     (low, high), std = _intervals_by_definition(gen, ref, 40, rng_for(3, "fd"), owner_gen, owner_ref)
     interval = bootstrap_frechet(gen, ref, 40, rng_for(3, "fd"), owner_gen, owner_ref)
-    # N < d goes through the exact Gram route, whose eigenvalue round-off is about 1e-9 relative
-    tolerance = 1e-7 if case == "fewer rows than dims" else 1e-10
-    assert (interval.low, interval.high, interval.std) == pytest.approx((low, high, std), rel=tolerance)
+    assert (interval.low, interval.high, interval.std) == pytest.approx((low, high, std), rel=1e-10)
 
 
 def test_bootstrap_inception_gives_the_intervals_of_resampled_scores():

@@ -294,11 +294,14 @@ def _trace_sqrt_gram(rows: np.ndarray, weights: np.ndarray | None, cov_other: np
         centred = centred[keep] * np.sqrt(weights[keep])[:, None]
     scaled = torch.from_numpy(np.ascontiguousarray(centred / np.sqrt(count - 1)))
     gram = scaled @ torch.from_numpy(np.asarray(cov_other, dtype=np.float64)) @ scaled.mT
-    return _sum_sqrt_eigenvalues(gram.numpy())
+    # Centred rows sum to zero (with their weights), so the Gram matrix has rank k - 1 at most: its smallest
+    # eigenvalue is zero, and its round-off (about 1e-16 of the largest) must not add a square root.
+    return _sum_sqrt_eigenvalues(gram.numpy(), drop_smallest=1)
 
 
-def _sum_sqrt_eigenvalues(symmetric: np.ndarray) -> float:
-    """Sum of the square roots of a symmetric PSD matrix's eigenvalues (round-off negatives count as 0)."""
+def _sum_sqrt_eigenvalues(symmetric: np.ndarray, drop_smallest: int = 0) -> float:
+    """Sum of the square roots of a symmetric PSD matrix's eigenvalues (round-off negatives count as 0), leaving
+    out the `drop_smallest` smallest (known to be zero)."""
     import torch
 
     # numpy's LAPACK wins on small matrices (torch's threaded one pays thread wake-ups); on large ones
@@ -308,7 +311,7 @@ def _sum_sqrt_eigenvalues(symmetric: np.ndarray) -> float:
         eigenvalues = np.linalg.eigvalsh(symmetric)
     else:
         eigenvalues = torch.linalg.eigvalsh(torch.from_numpy(symmetric)).numpy()
-    return float(np.sqrt(np.clip(eigenvalues, 0, None)).sum())
+    return float(np.sqrt(np.clip(eigenvalues[drop_smallest:], 0, None)).sum())  # ascending order
 
 
 def _warn_rank_deficient(rows: int, dim: int) -> None:
