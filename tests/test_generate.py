@@ -144,8 +144,10 @@ def test_generation_loads_the_transformer_only_after_the_text_encoders_are_freed
         return deferred.load()
 
     model._transformer = DeferredTransformer(deferred.config, load)
+    move_codec = model._codec.to
+    monkeypatch.setattr(model._codec, "to", lambda device: events.append(("codec to device",)) or move_codec(device))
     model.generate(PROMPTS, duration=0.25, steps=1)
-    assert events == [("encode", 2, False), ("load transformer", True)]
+    assert events == [("encode", 2, False), ("load transformer", True), ("codec to device",)]
 
 
 def test_prompt_embeddings_are_cached_on_disk_and_reused(hub, tmp_path):

@@ -92,7 +92,7 @@ class FluxMusicModel(TextToMusicModel):
         self.dtype = resolve_dtype(dtype, self.device)
         # A module or a DeferredTransformer; placed on the device (and cast) at the first denoising step.
         self._transformer, self._transformer_placed = transformer, False
-        self.conditioner, self.codec = conditioner, codec  # the codec moves to the device at the first decode
+        self.conditioner, self._codec, self._codec_placed = conditioner, codec, False  # placed at first use
         # Conditional and unconditional predictions in one batch of 2B (False: two calls, half the activations).
         self.batched_guidance = bool(batched_guidance)
         if isinstance(conditioner, torch.nn.Module):
@@ -245,7 +245,7 @@ class FluxMusicModel(TextToMusicModel):
     def fingerprint(self) -> str:
         """name + a hash of the weights' checksums and the components' specs (not the sampling settings)."""
         identity = {"name": self.name, "checksums": self._checksums, "objective": self.objective_name,
-                    "conditioner": self.conditioner.spec(), "codec": self.codec.spec(),
+                    "conditioner": self.conditioner.spec(), "codec": self._codec.spec(),
                     "transformer": self.config.to_dict()}
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
         return f"{self.name}@{digest}"
@@ -276,7 +276,7 @@ class FluxMusicModel(TextToMusicModel):
         samples = int(round(duration * self.sample_rate))
         return {**chosen, "steps": int(chosen["steps"]), "guidance": float(chosen["guidance"]),
                 "duration": float(duration), "samples": samples, "sample_rate": self.sample_rate,
-                "latent_shape": list(self.codec.latent_shape(samples)), "objective": self.objective_name,
+                "latent_shape": list(self._codec.latent_shape(samples)), "objective": self.objective_name,
                 "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch.")}
 
     # ---- stages -------------------------------------------------------------------------------------------
@@ -310,6 +310,14 @@ class FluxMusicModel(TextToMusicModel):
             self._transformer = cast_for_inference(module, self.dtype) if self.dtype != torch.float32 else module
             self._transformer_placed = True
         return self._transformer
+
+    @property
+    def codec(self) -> LatentCodec:
+        """The VAE and vocoder (or weight-free codec), moved to the device on first use."""
+        if not self._codec_placed:
+            self._codec = self._codec.to(self.device)
+            self._codec_placed = True
+        return self._codec
 
     def denoise(self, noise_tokens: torch.Tensor, cond: TextConditioning, uncond: TextConditioning | None,
                 height: int, width: int, guidance: float, steps: int, solver: str | None = None,
@@ -355,7 +363,7 @@ class FluxMusicModel(TextToMusicModel):
             tokens = self.denoise(noise, cond[rows], uncond, height, width, settings["guidance"], settings["steps"],
                                   settings["solver"], progress)
             with torch.inference_mode():
-                waves = self.codec.to(self.device).decode(unpatchify(tokens, height, width)).float().cpu().numpy()
+                waves = self.codec.decode(unpatchify(tokens, height, width)).float().cpu().numpy()
             clips.append(fit_length(waves, settings["samples"]))
             log.info("%s: %d/%d clips", self.name, min(start + self.batch_size, len(prompts)), len(prompts))
         waveforms = np.concatenate(clips).astype(np.float32)
