@@ -229,13 +229,14 @@ class FluxMusicModel(TextToMusicModel):
         from fluxbench.models.fluxmusic.transformer import FluxMusicTransformer
 
         torch.manual_seed(seed)
-        transformer = FluxMusicTransformer(self.transformer.config)
+        transformer = FluxMusicTransformer(self.config)
         conditioner = self.conditioner
         if getattr(conditioner, "trainable", False):
             conditioner = type(conditioner).from_spec(conditioner.spec())
         model = FluxMusicModel(transformer, conditioner, self.codec, self.objective_name, self.objective.options(),
                                name=f"{self.name}-untrained", device=self.device, dtype=self.dtype,
-                               keep_text_encoders=self.keep_text_encoders, batch_size=self.batch_size)
+                               keep_text_encoders=self.keep_text_encoders, batch_size=self.batch_size,
+                               batched_guidance=self.batched_guidance)
         model.preset = dict(self.preset)
         return model
 
