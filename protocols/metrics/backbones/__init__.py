@@ -165,6 +165,15 @@ def load_strict(module, state: dict, path: str | os.PathLike, what: str) -> None
         raise BackboneError(f"{path}: {what} weights do not fit the architecture ({first})") from None
 
 
+def placed_for_inference(net, device: str):
+    """`net` on `device`; on the CPU its 2-D convolution weights in channels-last layout, which oneDNN runs
+    1.1-1.5x faster for CNN14 and VGGish (outputs differ by float rounding only, as between devices)."""
+    import torch
+
+    net = net.to(device)
+    return net.to(memory_format=torch.channels_last) if torch.device(device).type == "cpu" else net
+
+
 def _key_mismatch(expected: dict, given: dict) -> tuple[list[str], list[str]]:
     return sorted(set(expected) - set(given)), sorted(set(given) - set(expected))
 

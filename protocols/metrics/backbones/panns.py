@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from fluxbench.audio import mel_filterbank
-from fluxbench.protocols.metrics.backbones import Backbone, BackboneError, load_strict, read_state_dict
+from fluxbench.protocols.metrics.backbones import Backbone, BackboneError, load_strict, placed_for_inference, \
+    read_state_dict
 from fluxbench.protocols.metrics.preprocess import FRONTEND
 from fluxbench.weights import WeightSource, sha256_of
 
@@ -197,7 +198,7 @@ class Cnn14Backbone(Backbone):
         # Folding rounds differently (about 1e-7 relative), so it is part of the cache key.
         super().__init__(name, config.sample_rate, weights_path, weights_sha256, device,
                          {"layer": "fc1 after ReLU; fc_audioset logits", "batchnorm": "folded into convs"})
-        self.net = net.fold_batch_norms().to(device)
+        self.net = placed_for_inference(net.fold_batch_norms(), device)
 
     @classmethod
     def from_weights(cls, name: str, path: str | os.PathLike, device: str = "cpu") -> Cnn14Backbone:

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fluxbench.protocols.metrics.backbones import Backbone, BackboneError, load_strict, read_state_dict
+from fluxbench.protocols.metrics.backbones import Backbone, BackboneError, load_strict, placed_for_inference, \
+    read_state_dict
 from fluxbench.protocols.metrics.preprocess import FRONTEND
 from fluxbench.weights import WeightSource, sha256_of
 
@@ -127,7 +128,7 @@ class VGGishBackbone(Backbone):
     def __init__(self, net, weights_path: str, weights_sha256: str, device: str):
         super().__init__("vggish", SAMPLE_RATE, weights_path, weights_sha256, device,
                          {"layer": "embeddings.4 pre-ReLU", "pca": False})
-        self.net = net.to(device)
+        self.net = placed_for_inference(net, device)
 
     @classmethod
     def from_weights(cls, path: str | os.PathLike, device: str = "cpu") -> VGGishBackbone:
