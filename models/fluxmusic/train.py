@@ -712,8 +712,10 @@ DEMO_STEPS = 500
 def demo_config(out: str = DEMO_OUT, clips: int = 512, seed: int = 0, **overrides: Any) -> TrainConfig:
     """A small FluxMusic on the synthetic demo corpus, sized for two CPU cores and a few minutes.
 
-    2.56 s clips; the weight-free mel codec folded 4 x 4 without level normalisation (16 channels x 64 x 16,
-    so 256 music tokens of 64 values) and the `demo` transformer (width 128); the vocabulary text encoder; a
+    2.56 s clips; the weight-free mel codec without level normalisation, each frame's 64 mel bins folded into
+    16 channels x 4 (16 x 256 x 4, so 256 music tokens of 2 frames x 32 bins: pitch sits in a token's channels,
+    where the text conditioning reaches it directly) and the `demo` transformer (width 128); the vocabulary
+    text encoder; a
     higher learning rate with a cosine decay and a faster EMA than the paper's, because the run is hundreds of
     steps rather than hundreds of thousands.
     """
@@ -725,7 +727,7 @@ def demo_config(out: str = DEMO_OUT, clips: int = 512, seed: int = 0, **override
     values: dict[str, Any] = dict(
         out=out, size="demo",
         conditioner={"kind": "vocab", "context_dim": 48, "vector_dim": 32, "max_tokens": 32},
-        codec={"kind": "mel", "time_fold": 4, "freq_fold": 4, "normalize": False}, normalize=False,
+        codec={"kind": "mel", "time_fold": 1, "freq_fold": 16, "normalize": False}, normalize=False,
         steps=DEMO_STEPS, global_batch=16, micro_batch=16, lr=1e-3, warmup_steps=20, lr_schedule="cosine",
         ema_decay=0.99, ema_every=1, save_every=100, seed=seed, sample_steps=25, guidance=3.5)
     values.update(overrides)
