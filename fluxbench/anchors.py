@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from fluxbench.inputs import safe_file_stem
 from fluxbench.results import METRICS
 from fluxbench.store import derive_seed
 
@@ -37,11 +38,11 @@ def _write_missing(folder: Path, ids: Sequence[str], make, rate: int) -> None:
     from fluxbench.audio import write_wav
 
     folder.mkdir(parents=True, exist_ok=True)
-    todo = [item_id for item_id in ids if not (folder / f"{item_id}.wav").is_file()]
+    todo = [item_id for item_id in ids if not (folder / f"{safe_file_stem(item_id)}.wav").is_file()]
     for start in range(0, len(todo), 8):
         chunk = todo[start:start + 8]
         for item_id, wave in zip(chunk, make(chunk)):
-            write_wav(folder / f"{item_id}.wav", wave, rate)
+            write_wav(folder / f"{safe_file_stem(item_id)}.wav", wave, rate)
 
 
 def _read(folder: Path, ids: Sequence[str], rate: int) -> list[np.ndarray]:
@@ -49,7 +50,7 @@ def _read(folder: Path, ids: Sequence[str], rate: int) -> list[np.ndarray]:
 
     waves = []
     for item_id in ids:
-        path = next(p for p in folder.glob(f"{item_id}.*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        path = next(p for p in folder.glob(f"{safe_file_stem(item_id)}.*") if p.suffix.lower() in AUDIO_SUFFIXES)
         audio, source_rate = read_audio(path)
         wave = to_mono(audio)
         waves.append(resample(wave, source_rate, rate) if source_rate != rate else wave)
@@ -213,7 +214,7 @@ def score_anchors(runner, model, eval_set, items, reference_dir: Path, results: 
     rows: dict[str, dict[str, float]] = {"trained": {k: results["metrics"][k]["value"] for k in metric_keys}}
     for name, folder in folders.items():
         scored = score_folders(folder, reference_dir, metrics=runner.config.metrics, backbone="descriptor",
-                               ids=ids, bootstrap=0, seed=runner.config.seed,
+                               ids=[safe_file_stem(i) for i in ids], bootstrap=0, seed=runner.config.seed,
                                cache_dir=Path(runner.config.out) / "cache", progress=False)
         rows[name] = {k: scored["metrics"][k]["value"] for k in metric_keys if k in scored["metrics"]}
     attribute_folders = {"trained": runner.run_dir / "generated", **folders, "references": reference_dir}

@@ -7,6 +7,7 @@ resampling and the AudioLDM 2 mel front-end (16 kHz, 64 mel bins, hop 160, windo
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,6 +47,10 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         raise AudioError(f"{path}: no such audio file")
     if unsupported_format(path):
         raise AudioError(f"{path}: {unsupported_format(path)}")
+    truncated = wav_truncation(path)
+    if truncated:
+        raise AudioError(f"{path}: truncated WAV ({truncated}); the file was cut short, e.g. by a full disk or "
+                         f"an interrupted copy")
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as error:  # soundfile raises several types for corrupt or unknown formats
@@ -55,6 +60,32 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     if not np.isfinite(data).all():
         raise AudioError(f"{path}: audio contains NaN or infinite samples")
     return np.ascontiguousarray(data.T), int(rate)
+
+
+def wav_truncation(path: str | os.PathLike) -> str | None:
+    """For a RIFF/WAVE file whose data chunk is shorter than its header declares: how much is missing.
+
+    soundfile reads such files without complaint (the samples present), which would score half a clip as if
+    it were whole. Streams written without a known length (size 0 or 0xFFFFFFFF) are not judged."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(12)
+            if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+                return None
+            size = os.fstat(handle.fileno()).st_size
+            while True:
+                chunk = handle.read(8)
+                if len(chunk) < 8:
+                    return None
+                name, length = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if name == b"data":
+                    available = size - handle.tell()
+                    if length in (0, 0xFFFFFFFF) or length <= available:
+                        return None
+                    return f"header declares {length} bytes of samples, {available} present"
+                handle.seek(length + (length & 1), os.SEEK_CUR)
+    except OSError:
+        return None
 
 
 def to_mono(audio: np.ndarray, mode: str = "mean") -> np.ndarray:

@@ -44,10 +44,17 @@ def _top_level_help() -> str:
     return "\n".join(lines)
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Usage mistakes end in one line on stderr (exit 2), like every other input error; --help shows usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see --help\n")
+
+
 def build_parser(command: str) -> tuple[argparse.ArgumentParser, object]:
     summary, module_name = COMMANDS[command]
     module = importlib.import_module(f"fluxbench.commands.{module_name}")
-    parser = argparse.ArgumentParser(prog=f"fluxbench {command}", description=summary)
+    parser = OneLineErrorParser(prog=f"fluxbench {command}", description=summary)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
     module.add_arguments(parser)
     return parser, module
@@ -65,8 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"fluxbench: error: unknown command {command!r}; known: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
+    undecodable = next((arg for arg in rest if not _is_text(arg)), None)
+    if undecodable is not None:  # bytes that are not UTF-8 reach Python as lone surrogates
+        print(f"fluxbench {command}: error: argument {undecodable.encode('utf-8', 'backslashreplace').decode()!r} "
+              f"is not UTF-8 text", file=sys.stderr)
+        return 2
     parser, module = build_parser(command)
-    args = parser.parse_args(rest)
+    try:
+        args = parser.parse_args(rest)
+    except SystemExit as stop:  # --help, or a usage error already reported in one line
+        return stop.code if isinstance(stop.code, int) else 2
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     try:
         code = int(module.main(args) or 0)
@@ -78,11 +93,27 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, the status of a tool ended by a closed pipe
     except FluxbenchError as error:
-        print(f"fluxbench {command}: error: {error}", file=sys.stderr)
+        print(f"fluxbench {command}: error: {_one_line(str(error))}", file=sys.stderr)
+        return 2
+    except OSError as error:  # the file system said no (permissions, a full disk, a file where a folder goes)
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"fluxbench {command}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"fluxbench {command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+def _is_text(arg: str) -> bool:
+    try:
+        arg.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split()) or "failed"
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ Metric keys are those of `METRICS` below; a key a reader does not know is kept a
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,16 +90,15 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
         path = path / "results.json"
     if not path.is_file():
         raise ResultsError(f"{path}: no results file")
-    try:
-        document = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ResultsError(f"{path}: not valid JSON ({error})") from None
+    from fluxbench.inputs import read_json
+
+    document = read_json(path, "results file", allow_nan=True)
     _validate(document, str(path))
     return document
 
 
 def _validate(document: dict[str, Any], where: str) -> None:
-    if document.get("schema") != SCHEMA:
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         raise ResultsError(f"{where}: not a fluxbench results file (field 'schema' should be {SCHEMA!r})")
     if document.get("schema_version") != SCHEMA_VERSION:
         raise ResultsError(f"{where}: schema_version {document.get('schema_version')!r} is not supported "
@@ -109,3 +109,12 @@ def _validate(document: dict[str, Any], where: str) -> None:
     for key, metric in document["metrics"].items():
         if not isinstance(metric, dict) or "value" not in metric:
             raise ResultsError(f"{where}: metrics.{key} must be an object with a 'value'")
+        value = metric["value"]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+            raise ResultsError(f"{where}: metrics.{key}.value must be a finite number (or null: not measured), "
+                               f"got {value!r}")
+    captions = document["set"].get("captions")
+    if captions is not None and not (isinstance(captions, dict)
+                                     and all(isinstance(v, str) for v in captions.values())):
+        raise ResultsError(f"{where}: set.captions must be an object of item id -> caption text")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fluxbench import FluxbenchError, __version__, registry
+from fluxbench.inputs import safe_file_stem, unique_file_stems
 from fluxbench.protocols.sets.base import EvalSet, SetItem
 from fluxbench.results import METRICS, write_json_atomic, write_results
 from fluxbench.store import ClipStore, content_key, derive_seed
@@ -170,6 +171,8 @@ class Runner:
         ids = [item.id for item in items]
         if len(set(ids)) != len(ids):
             raise FluxbenchError(f"set {self.config.set!r} has duplicate item ids")
+        # Ids are data (from caption files): files are named by a stem that cannot leave the run folder.
+        unique_file_stems(ids, f"set {self.config.set!r}")
         return items
 
     def model_entry(self) -> tuple[registry.Entry, dict[str, Any]]:
@@ -328,8 +331,9 @@ class Runner:
     # ---- references -----------------------------------------------------------------------------------------
     def prepare_references(self, eval_set: EvalSet, items: list[SetItem],
                            duration: float) -> tuple[Path, dict[str, str]]:
-        """Place each usable reference at reference/<id>.<ext>; returns the folder and, for every item whose
-        reference is absent, in an unsupported format or unreadable, why (reading it as scoring will)."""
+        """Place each usable reference at reference/<stem>.<ext> (`safe_file_stem` of the id); returns the folder
+        and, for every item whose reference is absent, in an unsupported format or unreadable, why (reading it as
+        scoring will)."""
         from fluxbench.audio import AudioError, fit_length, read_audio, unsupported_format, write_wav
         from fluxbench.protocols.metrics.scoring import audit_file
 
@@ -342,6 +346,7 @@ class Runner:
                 problems[item.id] = "no reference file"
                 continue
             source = Path(item.reference)
+            stem = safe_file_stem(item.id)
             if unsupported_format(source):
                 problems[item.id] = f"{source.name}: {unsupported_format(source)}"
                 continue
@@ -350,11 +355,9 @@ class Runner:
                 if reason and reason != "silent":
                     problems[item.id] = f"{source.name}: {reason}"
                     continue
-                target = folder / f"{item.id}{source.suffix.lower()}"
-                if not target.exists():
-                    os.symlink(source.resolve(), target)
+                _symlink(source.resolve(), folder / f"{stem}{source.suffix.lower()}")
                 continue
-            target = folder / f"{item.id}.wav"
+            target = folder / f"{stem}.wav"
             if target.exists():
                 continue
             try:
@@ -370,7 +373,7 @@ class Runner:
     def export_generated(self, keys: dict[str, str], items: list[SetItem]) -> Path:
         folder = self.run_dir / "generated"
         for item in items:
-            self.store.export(keys[item.id], folder / f"{item.id}.wav")
+            self.store.export(keys[item.id], folder / f"{safe_file_stem(item.id)}.wav")
         return folder
 
     # ---- the whole run --------------------------------------------------------------------------------------
@@ -406,8 +409,9 @@ class Runner:
         scores = self.score(generated_dir, reference_dir, usable, eval_set)
         missing = set(unscored)  # every reason so far is about the reference
         # What scoring itself set aside (a reference or a generated clip it could not use) is not scored either.
+        item_of = {safe_file_stem(item.id): item.id for item in items}
         for skipped in scores.get("skipped", []):
-            item_id = Path(skipped["file"]).stem
+            item_id = item_of.get(Path(skipped["file"]).stem, Path(skipped["file"]).stem)
             unscored.setdefault(item_id, f"{skipped['set']} {skipped['file']}: {skipped['reason']}")
             if skipped["set"] == "reference":
                 missing.add(item_id)
@@ -458,12 +462,27 @@ class Runner:
     def score(self, generated_dir: Path, reference_dir: Path, items: list[SetItem], eval_set: EvalSet) -> dict:
         from fluxbench.protocols.metrics.scoring import score_folders
 
-        captions = {item.id: item.caption for item in items}
-        return score_folders(generated_dir, reference_dir, metrics=self.config.metrics,
-                             backbone=self.backbone(), captions=captions, ids=[item.id for item in items],
-                             bootstrap=self.config.bootstrap, seed=self.config.seed,
-                             cache_dir=Path(self.config.out) / "cache",
-                             weights_dir=self.config.model_options.get("weights_dir"), progress=self.config.progress)
+        stems = {item.id: safe_file_stem(item.id) for item in items}
+        captions = {stems[item.id]: item.caption for item in items}
+        scores = score_folders(generated_dir, reference_dir, metrics=self.config.metrics,
+                               backbone=self.backbone(), captions=captions, ids=[stems[item.id] for item in items],
+                               bootstrap=self.config.bootstrap, seed=self.config.seed,
+                               cache_dir=Path(self.config.out) / "cache",
+                               weights_dir=self.config.model_options.get("weights_dir"), progress=self.config.progress)
+        item_of = {stem: item_id for item_id, stem in stems.items()}  # results speak of the set's own ids
+        scores["per_clip"] = {item_of.get(stem, stem): values for stem, values in scores.get("per_clip", {}).items()}
+        return scores
+
+
+def _symlink(source: Path, target: Path) -> None:
+    """Point `target` at `source`, replacing a stale link in one step."""
+    if target.is_symlink() and os.readlink(target) == str(source):
+        return
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.link")
+    if temporary.is_symlink():
+        temporary.unlink()
+    os.symlink(source, temporary)
+    os.replace(temporary, target)
 
 
 def summary_table(results: dict[str, Any]) -> str:

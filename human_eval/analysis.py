@@ -233,6 +233,10 @@ def analyse(study: Study, key: Key, rater_groups: dict[str, str],
             ratings: dict[str, dict[str, tuple[int, int]]], *, resamples: int = 2000, seed: int = 0,
             max_failed_checks: int = 0, level: float = 0.95) -> Results:
     """`ratings`: token -> clip id -> (OVL, REL); `rater_groups`: token -> group as registered."""
+    if isinstance(max_failed_checks, bool) or not isinstance(max_failed_checks, int) or max_failed_checks < 0:
+        raise StudyError(f"--max-failed-checks {max_failed_checks!r}: expected an integer >= 0")
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 2:
+        raise StudyError(f"--resamples {resamples!r}: expected an integer >= 2")
     ratings = {t: r for t, r in ratings.items() if t in study.raters and r}
     screens = screen_raters(study, key, ratings, rater_groups, max_failed_checks)
     kept = {s.token for s in screens if not s.excluded}

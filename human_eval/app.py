@@ -56,12 +56,12 @@ def main() -> None:
         return Study.load(root)
 
     @st.cache_resource
-    def open_responses(url: str) -> Responses:
-        return Responses(url)
+    def open_responses(url: str, root: str) -> Responses:
+        return Responses(url, study=load_study(root))
 
     root = study_root()
     study = load_study(str(root))
-    responses = open_responses(database_url(root))
+    responses = open_responses(database_url(root), str(root))
     st.set_page_config(page_title=study.title, page_icon="🎧", layout="centered")
     st.title(study.title)
 

@@ -112,9 +112,11 @@ def find_audio(folder: Path) -> dict[str, Path]:
 
 def read_captions(path: Path) -> dict[str, str]:
     """Prompt id -> caption from a CSV (id and caption columns), JSON (object or list) or JSON Lines file."""
+    from fluxbench.inputs import read_text
+
     if not path.is_file():
         raise StudyError(f"{path}: captions file not found")
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path, "captions file")
     try:
         if path.suffix.lower() == ".csv":
             records: list = list(csv.DictReader(text.splitlines()))
@@ -125,7 +127,10 @@ def read_captions(path: Path) -> dict[str, str]:
             if isinstance(data, dict) and isinstance(data.get("items"), list):
                 data = data["items"]
             if isinstance(data, dict) and all(isinstance(v, str) for v in data.values()):
-                return {str(k): v for k, v in data.items()}
+                empty = next((k for k, v in data.items() if not v.strip()), None)
+                if empty is not None:
+                    raise StudyError(f"{path}: prompt {empty!r} has an empty caption")
+                return {str(k): v.strip() for k, v in data.items()}
             records = data if isinstance(data, list) else []
     except json.JSONDecodeError as error:
         raise StudyError(f"{path}: not valid JSON ({error})") from None
@@ -138,6 +143,9 @@ def read_captions(path: Path) -> dict[str, str]:
         if key is None or caption is None:
             raise StudyError(f"{path}: record {number} lacks an id ({'/'.join(ID_FIELDS)}) "
                              f"or a caption ({'/'.join(CAPTION_FIELDS)})")
+        if str(record[key]) in captions:
+            raise StudyError(f"{path}: record {number} repeats the id {str(record[key])!r}; each prompt needs "
+                             f"one caption")
         captions[str(record[key])] = record[caption].strip()
     if not captions:
         raise StudyError(f"{path}: no captions found")
@@ -259,11 +267,30 @@ def _bury_in_noise(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (wave + noise) / max(1.0, float(np.abs(wave + noise).max()))
 
 
+def check_options(options: DesignOptions) -> None:
+    """Refuse settings that would silently become something else (0 raters per prompt, NaN loudness, ...)."""
+    def bad(name: str, expected: str, value) -> StudyError:
+        return StudyError(f"{name} {value!r}: expected {expected}")
+
+    counts = (("--ratings-per-item", options.ratings_per_prompt, 1), ("--prompts", options.prompts, 1),
+              ("--attention-checks", options.attention_checks, 0), ("--sample-rate", options.sample_rate, 1))
+    for name, value, low in counts:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise bad(name, f"an integer >= {low}", value)
+    if options.loudness_lufs is not None and not (isinstance(options.loudness_lufs, (int, float))
+                                                  and -70 <= options.loudness_lufs <= 0):
+        raise bad("--loudness", "a finite level in [-70, 0] LUFS", options.loudness_lufs)
+    if options.duration is not None and not (isinstance(options.duration, (int, float))
+                                             and 0 < options.duration <= 3600):
+        raise bad("--duration", "a finite number of seconds in (0, 3600]", options.duration)
+
+
 def create_study(out: str | Path, systems: dict[str, Path], options: DesignOptions,
                  captions_file: Path | None = None) -> dict:
     """Build a study folder atomically; returns a summary (counts, format, where the links are)."""
     import soundfile as sf
 
+    check_options(options)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise StudyError(f"{out}: already exists; a study's design is fixed once rating starts, choose a new folder")

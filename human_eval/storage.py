@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from fluxbench.human_eval.study import ASPECTS, DEFAULT_DB_FILE, GROUPS, SCORES, StudyError
+from fluxbench.human_eval.study import ASPECTS, DEFAULT_DB_FILE, GROUPS, SCORES, Study, StudyError
 
 # The URL may carry a password, so it can come from the environment instead of the command line.
 DATABASE_ENV = "FLUXBENCH_HUMAN_EVAL_DB"
@@ -56,12 +56,15 @@ def _now() -> datetime:
 
 
 class Responses:
-    """The ratings and rater records of one study."""
+    """The ratings and rater records of one study.
 
-    def __init__(self, url: str):
+    With `study`, a rating is stored only for a clip in that rater's own playlist, whoever calls."""
+
+    def __init__(self, url: str, study: Study | None = None):
         import sqlalchemy as sa
 
         self._sa = sa
+        self._playlists = {token: frozenset(plan.order) for token, plan in study.raters.items()} if study else None
         try:
             engine_url = sa.engine.make_url(url)
         except sa.exc.ArgumentError:
@@ -154,6 +157,8 @@ class Responses:
         for aspect, value in zip(ASPECTS, (ovl, rel)):
             if isinstance(value, bool) or value not in SCORES:
                 raise StorageError(f"{aspect.upper()} rating {value!r} for clip {clip_id} is off the 1-5 scale")
+        if self._playlists is not None and clip_id not in self._playlists.get(token, ()):
+            raise StorageError(f"rating of clip {clip_id} refused: not in the playlist of rater {token!r}")
         now = _now()
         values = {"token": token, "clip_id": clip_id, "ovl": int(ovl), "rel": int(rel),
                   "revisions": 1, "created_at": now, "updated_at": now}

@@ -116,7 +116,9 @@ def load_captions(path: str | os.PathLike | None) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise ReportError(f"{path}: no captions file")
-    text = path.read_text(encoding="utf-8")
+    from fluxbench.inputs import read_text
+
+    text = read_text(path, "captions file")
     try:
         if path.suffix.lower() == ".csv":
             records = list(csv.DictReader(io.StringIO(text)))
@@ -125,10 +127,13 @@ def load_captions(path: str | os.PathLike | None) -> dict[str, str]:
         else:
             data = json.loads(text)
             records = [{"id": k, "caption": v} for k, v in data.items()] if isinstance(data, dict) else data
-        return {str(r["id"]): str(r["caption"]) for r in records}
+        table = {str(r["id"]): str(r["caption"]) for r in records}
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
         raise ReportError(f"{path}: expected captions as {{id: caption}}, a list of {{id, caption}}, JSON lines "
                           f"or a CSV with columns id and caption") from None
+    if len(table) != len(records):
+        raise ReportError(f"{path}: a prompt id appears twice; each prompt needs one caption")
+    return table
 
 
 def _safe(name: str) -> str:

@@ -8,6 +8,7 @@ is on the page; `Plot.save` writes PNG and PDF atomically.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import textwrap
@@ -139,7 +140,9 @@ def read_loss_log(path: str | os.PathLike, label: str | None = None) -> LossLog:
     path = Path(path)
     if not path.is_file():
         raise ReportError(f"{path}: no loss log")
-    with open(path, newline="", encoding="utf-8") as handle:
+    from fluxbench.inputs import read_text
+
+    with io.StringIO(read_text(path, "loss log"), newline="") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in ("step", "loss") if c not in (reader.fieldnames or [])]
         if missing:

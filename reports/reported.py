@@ -74,8 +74,10 @@ def _load(path: str | os.PathLike | None) -> tuple[list[ModelRow], list[Listenin
 
 
 def _read_json(path: Path) -> Any:
+    from fluxbench.inputs import read_text
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(path, "reported-results file"))
     except json.JSONDecodeError as error:
         raise ReportError(f"{path}: not valid JSON ({error})") from None
 

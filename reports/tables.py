@@ -527,7 +527,9 @@ def load_listening(path: str | os.PathLike) -> list[ListeningRow]:
     path = Path(path)
     if not path.is_file():
         raise ReportError(f"{path}: no listening-test results file")
-    text = path.read_text(encoding="utf-8")
+    from fluxbench.inputs import read_text
+
+    text = read_text(path, "listening-test results")
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)

@@ -12,12 +12,13 @@ import csv
 import json
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 from fluxbench import FluxbenchError
 from fluxbench.atomic import atomic_path, write_json
+from fluxbench.inputs import (existing_dir, existing_file, finite_float, output_dir, positive_int, read_json,
+                              read_text, seconds, seed_int, text_file, unique_file_stems)
 
 SIDECAR = "generation.json"
 SCHEMA = 1
@@ -29,21 +30,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--model", default="fluxmusic-small",
                       help="registered model name (see `fluxbench models`) or a trained FluxMusic model folder")
     what.add_argument("--prompt", action="append", default=[], help="a caption (repeatable)")
-    what.add_argument("--prompts-file", help="captions: .txt (one per line) or .json/.jsonl/.csv with a "
-                                             "'caption' (or 'prompt') and optional 'id' per item")
-    what.add_argument("--out", required=True, help="output folder for WAVs and generation.json")
-    what.add_argument("--duration", type=float, default=10.24, help="seconds per clip (default: 10.24, the paper's)")
+    what.add_argument("--prompts-file", type=text_file,
+                      help="captions: .txt (one per line) or .json/.jsonl/.csv with a "
+                           "'caption' (or 'prompt') and optional 'id' per item")
+    what.add_argument("--out", required=True, type=output_dir, help="output folder for WAVs and generation.json")
+    what.add_argument("--duration", type=seconds, default=10.24, help="seconds per clip (default: 10.24, the paper's)")
     what.add_argument("--mel-png", action="store_true", help="also write a mel-spectrogram PNG per clip")
     how = parser.add_argument_group("sampling")
     how.add_argument("--preset", choices=["paper", "official"],
                      help="FluxMusic: paper (default: 50 steps, guidance 3.5, empty negative) or official: the "
                           "released sample.py (guidance 7.0, negative 'low quality, gentle')")
-    how.add_argument("--seed", type=int, default=0, help="clip i gets seed + i (default: 0)")
-    how.add_argument("--steps", type=int, help="sampling steps (overrides the preset)")
-    how.add_argument("--guidance", type=float, help="classifier-free guidance scale (overrides the preset)")
+    how.add_argument("--seed", type=seed_int, default=0, help="clip i gets seed + i (default: 0)")
+    how.add_argument("--steps", type=positive_int, help="sampling steps (overrides the preset)")
+    how.add_argument("--guidance", type=finite_float, help="classifier-free guidance scale (overrides the preset)")
     how.add_argument("--negative-prompt", help="negative text for guidance (overrides the preset)")
     how.add_argument("--solver", help="ODE solver: euler (official), heun or midpoint")
-    how.add_argument("--batch-size", type=int, default=4, help="clips per denoising batch (default: 4)")
+    how.add_argument("--batch-size", type=positive_int, default=4, help="clips per denoising batch (default: 4)")
     how.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     how.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                      help="denoising precision; auto = float16 weights on GPU, float32 on CPU")
@@ -51,16 +53,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="FluxMusic: conditional and unconditional passes as two calls of a batch (half the "
                           "activation memory) instead of one call of a double batch")
     where = parser.add_argument_group("weights (each resolves: flag, env var, --weights-dir, HF cache, hub)")
-    where.add_argument("--weights-dir", help="folder of local copies laid out like the hub repos "
-                                             "(default: $FLUXBENCH_WEIGHTS_DIR)")
-    where.add_argument("--checkpoint", help="FluxMusic transformer checkpoint (.pt or .safetensors)")
+    where.add_argument("--weights-dir", type=existing_dir,
+                       help="folder of local copies laid out like the hub repos (default: $FLUXBENCH_WEIGHTS_DIR)")
+    where.add_argument("--checkpoint", type=existing_file,
+                       help="FluxMusic transformer checkpoint (.pt or .safetensors)")
     where.add_argument("--t5", help="T5 hub id or local folder (default: the SD3 text_encoder_3 copy)")
     where.add_argument("--clap", help="CLAP hub id or local folder (default: laion/larger_clap_music)")
     where.add_argument("--audioldm2", help="AudioLDM 2 hub repo for VAE + vocoder (default: cvssp/audioldm2)")
     where.add_argument("--vae", help="local AudioLDM 2 vae/ folder")
     where.add_argument("--vocoder", help="local AudioLDM 2 vocoder/ folder")
     where.add_argument("--no-t5", action="store_true", help="leave T5 out (its slot gets the cached null embedding)")
-    where.add_argument("--no-clap", action="store_true", help="leave CLAP out (its slot gets the cached null embedding)")
+    where.add_argument("--no-clap", action="store_true",
+                       help="leave CLAP out (its slot gets the cached null embedding)")
     where.add_argument("--keep-text-encoders", action="store_true",
                        help="keep T5/CLAP in memory while denoising (default: free them after encoding)")
     where.add_argument("--offline", action="store_true", help="never download (same as HF_HUB_OFFLINE=1)")
@@ -68,32 +72,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # ---- prompts ---------------------------------------------------------------------------------------------
-def _safe_id(value: str) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", str(value)).strip("._")
-    return cleaned[:120] or "clip"
-
-
 def read_prompts(args: argparse.Namespace) -> list[dict[str, str]]:
-    """[{"id", "prompt"}] from --prompt and --prompts-file, in order; ids unique and safe as file names."""
+    """[{"id", "prompt"[, "source_id"]}] from --prompt and --prompts-file, in order: "id" names the file (the
+    given id when it is a safe file name, else a safe stem, with the given id kept as "source_id")."""
     items: list[tuple[str | None, str]] = [(None, p) for p in args.prompt]
+    if any(not p.strip() for p in args.prompt):
+        raise FluxbenchError("--prompt: empty caption; give the text to generate from")
     if args.prompts_file:
         items += _read_prompts_file(Path(args.prompts_file))
     if not items:
         raise FluxbenchError("no prompts: give --prompt TEXT (repeatable) or --prompts-file FILE")
-    out, seen = [], set()
-    for index, (item_id, prompt) in enumerate(items):
-        clip_id = _safe_id(item_id) if item_id is not None else f"{index:04d}"
-        if clip_id in seen:
-            raise FluxbenchError(f"prompt id {clip_id!r} appears twice; ids name the output files")
-        seen.add(clip_id)
-        out.append({"id": clip_id, "prompt": prompt})
-    return out
+    ids = [item_id if item_id is not None else f"{index:04d}" for index, (item_id, _) in enumerate(items)]
+    repeated = next((item_id for index, item_id in enumerate(ids) if item_id in ids[:index]), None)
+    if repeated is not None:
+        raise FluxbenchError(f"prompt id {repeated!r} appears twice; ids name the output files")
+    stems = unique_file_stems(ids, "prompts")
+    return [{"id": stems[item_id], "prompt": prompt, **({"source_id": item_id} if stems[item_id] != item_id else {})}
+            for item_id, (_, prompt) in zip(ids, items)]
 
 
 def _read_prompts_file(path: Path) -> list[tuple[str | None, str]]:
-    if not path.is_file():
-        raise FluxbenchError(f"{path}: no such prompts file")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, "prompts file")
     if path.suffix == ".txt" or path.suffix == "":
         return [(None, line.strip()) for line in text.splitlines() if line.strip()]
     if path.suffix == ".csv":
@@ -115,10 +114,12 @@ def _read_prompts_file(path: Path) -> list[tuple[str | None, str]]:
     items = []
     for number, row in enumerate(rows, 1):
         if isinstance(row, str):
+            if not row.strip():
+                raise FluxbenchError(f"{path}: item {number} is an empty caption")
             items.append((None, row))
             continue
         caption = row.get("caption", row.get("prompt")) if isinstance(row, dict) else None
-        if not isinstance(caption, str):
+        if not isinstance(caption, str) or not caption.strip():
             raise FluxbenchError(f"{path}: item {number} has no 'caption' (or 'prompt') text")
         item_id = row.get("id")
         items.append((None if item_id in (None, "") else str(item_id), caption))
@@ -188,16 +189,48 @@ def write_mel_png(path: Path, wave, sample_rate: int) -> None:
     plt.close(figure)
 
 
+def _read_sidecar(path: Path, overwrite: bool) -> dict[str, Any]:
+    """The previous run's sidecar; an unreadable one is ignored with --overwrite, else a one-line error."""
+    try:
+        previous = read_json(path, SIDECAR)
+        if not isinstance(previous, dict) or not isinstance(previous.get("clips", []), list):
+            raise FluxbenchError(f"{path}: expected the JSON object fluxbench generate writes")
+        return previous
+    except FluxbenchError as error:
+        if overwrite:
+            log.warning("%s; --overwrite: generating every clip again", error)
+            return {}
+        raise FluxbenchError(f"{error}; pass --overwrite to generate every clip again") from None
+
+
+def _intact(out: Path, clip: Any) -> bool:
+    """Whether a clip listed in the sidecar is still the file that was written (size and checksum)."""
+    from fluxbench.store import file_matches
+
+    if not isinstance(clip, dict) or not isinstance(clip.get("file"), str) or not isinstance(clip.get("id"), str):
+        return False
+    path = out / clip["file"]
+    if Path(clip["file"]).name != clip["file"] or not path.is_file():
+        return False
+    if "sha256" not in clip:  # written before checksums were recorded: at least the length must match
+        try:
+            from fluxbench.audio import read_audio
+
+            return read_audio(path)[0].shape[-1] == clip.get("samples")
+        except FluxbenchError:
+            return False
+    return file_matches(path, clip)
+
+
 def main(args: argparse.Namespace) -> int:
     if args.offline:
         os.environ["HF_HUB_OFFLINE"] = os.environ["FLUXBENCH_OFFLINE"] = "1"
-    if args.batch_size < 1:
-        raise FluxbenchError(f"--batch-size must be >= 1, got {args.batch_size}")
     items = read_prompts(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
     from fluxbench.audio import write_wav
+    from fluxbench.store import file_record
 
     model = build_model(args)
     overrides = {"preset": args.preset, "steps": args.steps, "guidance": args.guidance,
@@ -210,10 +243,10 @@ def main(args: argparse.Namespace) -> int:
     sidecar_path = out / SIDECAR
     clips: dict[str, dict[str, Any]] = {}
     if sidecar_path.is_file():
-        previous = json.loads(sidecar_path.read_text())
+        previous = _read_sidecar(sidecar_path, args.overwrite)
         same = all(previous.get(k) == header[k] for k in ("fingerprint", "settings", "seed"))
         if same:
-            clips = {c["id"]: c for c in previous.get("clips", []) if (out / c["file"]).is_file()}
+            clips = {c["id"]: c for c in previous.get("clips", []) if _intact(out, c)}
         elif not args.overwrite:
             raise FluxbenchError(f"{out} holds clips made with another model or settings ({SIDECAR}); "
                                  f"use a new --out or pass --overwrite")
@@ -229,8 +262,10 @@ def main(args: argparse.Namespace) -> int:
         for (index, item), wave, seed in zip(batch, audio.waveforms, seeds):
             name = f"{item['id']}.wav"
             write_wav(out / name, wave, audio.sample_rate)
-            record = {"id": item["id"], "prompt": item["prompt"], "seed": seed, "file": name,
-                      "sample_rate": audio.sample_rate, "samples": int(wave.shape[-1])}
+            record = {"id": item["id"], **({"source_id": item["source_id"]} if "source_id" in item else {}),
+                      "prompt": item["prompt"], "seed": seed, "file": name,
+                      "sample_rate": audio.sample_rate, "samples": int(wave.shape[-1]),
+                      **file_record(out / name)}
             if args.mel_png:
                 write_mel_png(out / f"{item['id']}.mel.png", wave, audio.sample_rate)
                 record["mel_png"] = f"{item['id']}.mel.png"

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 
 from fluxbench import FluxbenchError
+from fluxbench.inputs import (existing_dir, existing_file, float_range, int_range, non_negative_int, output_dir,
+                              positive_int, seconds, seed_int, text_file)
 
 log = logging.getLogger(__name__)
 
@@ -30,33 +32,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     create.add_argument("study", type=Path, help="new study folder")
     create.add_argument("--system", action="append", default=[], metavar="NAME=FOLDER", required=True,
                         help="a system's audio (files named <prompt id>.wav, directly or under audio/); repeat")
-    create.add_argument("--ground-truth", type=Path, metavar="FOLDER",
+    create.add_argument("--ground-truth", type=existing_dir, metavar="FOLDER",
                         help=f"reference recordings for the same prompts, rated as the system {'ground truth'!r}")
-    create.add_argument("--captions", type=Path, metavar="FILE",
+    create.add_argument("--captions", type=text_file, metavar="FILE",
                         help="CSV/JSON/JSONL with id and caption (default: a sidecar in a system folder)")
     create.add_argument("--raters", default="beginner=10,expert=10",
                         help="GROUP=COUNT,... with groups beginner/expert (assigned now), or a plain count "
                              "(each rater picks a group at first visit) [%(default)s]")
-    create.add_argument("--ratings-per-item", type=int, metavar="K",
+    create.add_argument("--ratings-per-item", type=positive_int, metavar="K",
                         help="raters per prompt in each group (default: every rater rates every prompt)")
-    create.add_argument("--prompts", type=int, metavar="N", help="use a random subset of N prompts")
-    create.add_argument("--attention-checks", type=int, default=2, metavar="N",
+    create.add_argument("--prompts", type=positive_int, metavar="N", help="use a random subset of N prompts")
+    create.add_argument("--attention-checks", type=non_negative_int, default=2, metavar="N",
                         help="known-bad clips per rater (pass: OVL <= 2) [%(default)s]")
-    create.add_argument("--attention-clip", type=Path, action="append", default=[], metavar="FILE",
+    create.add_argument("--attention-clip", type=existing_file, action="append", default=[], metavar="FILE",
                         help="your own known-bad clip (default: a stimulus buried in noise); repeatable")
-    create.add_argument("--loudness", type=float, default=-23.0, metavar="LUFS",
+    create.add_argument("--loudness", type=float_range(-70, 0), default=-23.0, metavar="LUFS",
                         help="integrated loudness of every clip [%(default)s]")
     create.add_argument("--no-loudness", action="store_true", help="keep the original levels")
-    create.add_argument("--sample-rate", type=int, help="rate of all clips (default: lowest input rate)")
-    create.add_argument("--duration", type=float, metavar="SECONDS", help="length of all clips (default: shortest)")
+    create.add_argument("--sample-rate", type=int_range(1000, 384_000),
+                        help="rate of all clips (default: lowest input rate)")
+    create.add_argument("--duration", type=seconds, metavar="SECONDS", help="length of all clips (default: shortest)")
     create.add_argument("--title", default="Listening test", help="shown to raters; must not name a system")
     create.add_argument("--base-url", default="http://localhost:8501",
                         help="address raters will open, used in the links of raters.csv [%(default)s]")
-    create.add_argument("--seed", type=int, default=0)
+    create.add_argument("--seed", type=seed_int, default=0)
 
     serve = sub.add_parser("serve", help="run the rating app (Streamlit)")
     serve.add_argument("study", type=Path)
-    serve.add_argument("--port", type=int, default=8501)
+    serve.add_argument("--port", type=int_range(1, 65535), default=8501)
     serve.add_argument("--address", default="127.0.0.1",
                        help="interface to listen on; 0.0.0.0 to reach it from other machines [%(default)s]")
     serve.add_argument("--db", help=DATABASE_HELP)
@@ -64,12 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     results = sub.add_parser("results", help="Table 4: means, 95%% CIs and agreement per system and group")
     results.add_argument("study", type=Path)
     results.add_argument("--db", help=DATABASE_HELP)
-    results.add_argument("--out", type=Path, help="folder for human_eval.json, table4.md, table4.csv "
+    results.add_argument("--out", type=output_dir, help="folder for human_eval.json, table4.md, table4.csv "
                                                   "(default: STUDY/results)")
-    results.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples [%(default)s]")
-    results.add_argument("--max-failed-checks", type=int, default=0,
+    results.add_argument("--resamples", type=int_range(2), default=2000, help="bootstrap resamples [%(default)s]")
+    results.add_argument("--max-failed-checks", type=non_negative_int, default=0,
                          help="exclude raters failing more attention checks than this [%(default)s]")
-    results.add_argument("--seed", type=int, default=0)
+    results.add_argument("--seed", type=seed_int, default=0)
     results.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown",
                          help="what to print [%(default)s]")
 
@@ -87,13 +90,13 @@ def _create(args: argparse.Namespace) -> int:
     if args.ground_truth is not None:
         if GROUND_TRUTH in systems:
             raise FluxbenchError(f"--ground-truth: a system is already called {GROUND_TRUTH!r}")
-        systems[GROUND_TRUTH] = args.ground_truth
+        systems[GROUND_TRUTH] = Path(args.ground_truth)
     options = DesignOptions(
         raters=parse_raters(args.raters), ratings_per_prompt=args.ratings_per_item, prompts=args.prompts,
-        attention_checks=args.attention_checks, attention_clips=args.attention_clip,
+        attention_checks=args.attention_checks, attention_clips=[Path(p) for p in args.attention_clip],
         loudness_lufs=None if args.no_loudness else args.loudness, sample_rate=args.sample_rate,
         duration=args.duration, seed=args.seed, title=args.title, base_url=args.base_url)
-    summary = create_study(args.study, systems, options, args.captions)
+    summary = create_study(args.study, systems, options, Path(args.captions) if args.captions else None)
     print(f"study {summary['study']}: {len(summary['systems'])} systems x {summary['prompts']} prompts = "
           f"{summary['clips'] - summary['attention_checks']} clips + {summary['attention_checks']} attention "
           f"checks, {summary['raters']} raters; audio {summary['sample_rate']} Hz mono, "
@@ -154,7 +157,7 @@ def _results(args: argparse.Namespace) -> int:
 
     results = analyse_study(args.study, args.db, resamples=args.resamples, seed=args.seed,
                             max_failed_checks=args.max_failed_checks)
-    files = write_results(results, args.out or args.study / "results")
+    files = write_results(results, Path(args.out) if args.out else args.study / "results")
     if args.format == "markdown":
         print(results.table.to_markdown(), end="")
     elif args.format == "csv":

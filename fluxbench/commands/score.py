@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fluxbench.inputs import existing_dir, existing_file, output_dir, output_file, resample_count, seed_int, text_file
+
 METRIC_LABELS = {"fad": "FAD (VGGish)", "fd": "FD (PANNs)", "kl_softmax": "KL (softmax)",
                  "kl_sigmoid": "KL (sigmoid)", "is": "IS", "clap": "CLAP score",
                  "fad_inf": "FAD-inf", "fd_inf": "FD-inf", "kad": "KAD (VGGish)"}
@@ -12,9 +14,11 @@ FADTK_BACKBONES = ("clap-laion-music", "MERT-v1-95M", "encodec-emb")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gen", required=True, help="folder of generated audio")
-    parser.add_argument("--ref", help="folder of reference audio (needed for fd, kl, kad, and fad without --ref-stats)")
-    parser.add_argument("--captions", help="CSV with a file/id column and a caption column (CLAP score)")
+    parser.add_argument("--gen", required=True, type=existing_dir, help="folder of generated audio")
+    parser.add_argument("--ref", type=existing_dir,
+                        help="folder of reference audio (needed for fd, kl, kad, and fad without --ref-stats)")
+    parser.add_argument("--captions", type=text_file,
+                        help="CSV with a file/id column and a caption column (CLAP score)")
     parser.add_argument("--metrics", help="comma-separated subset of fad,fd,kl,is,clap,kad "
                                           "(default: every metric the backbone and inputs allow)")
     parser.add_argument("--backbone", default="paper", choices=("paper", "descriptor") + FADTK_BACKBONES,
@@ -22,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "signal statistics, reported as descriptor_* (not comparable to FAD); "
                              "clap-laion-music, MERT-v1-95M, encodec-emb: fadtk's FAD backbones (fad, kad), "
                              "reported as <backbone>_fad / <backbone>_kad")
-    parser.add_argument("--backbone-weights", metavar="FOLDER",
+    parser.add_argument("--backbone-weights", metavar="FOLDER", type=existing_dir,
                         help="local model folder for a fadtk backbone (default: its hub id via the weights dir, "
                              "environment variable or hub cache)")
     parser.add_argument("--kad-bandwidth", default="generated", metavar="RULE",
@@ -36,16 +40,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clap-model", help="transformers CLAP model id or folder (default laion/larger_clap_music)")
     parser.add_argument("--clap-long-clips", default="first", choices=("first", "mean"),
                         help="clips over 10 s: first 10 s, or the mean embedding of consecutive 10 s windows")
-    parser.add_argument("--bootstrap", type=int, default=0, metavar="N",
+    parser.add_argument("--bootstrap", type=resample_count, default=0, metavar="N",
                         help="seeded bootstrap resamples for 95%% intervals (0: none; 1000 is typical)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap / FAD-inf seed")
+    parser.add_argument("--seed", type=seed_int, default=0, help="bootstrap / FAD-inf seed")
     parser.add_argument("--fad-inf", action="store_true", help="also extrapolate FAD/FD to infinite sample size")
-    parser.add_argument("--out", help="results JSON (default: <gen>.scores.json next to the folder)")
-    parser.add_argument("--cache-dir", help="embedding cache (default: $FLUXBENCH_CACHE/embeddings)")
+    parser.add_argument("--out", type=output_file, help="results JSON (default: <gen>.scores.json next to the folder)")
+    parser.add_argument("--cache-dir", type=output_dir, help="embedding cache (default: $FLUXBENCH_CACHE/embeddings)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
-    parser.add_argument("--weights-dir", help="folder holding the official weight files by name")
-    parser.add_argument("--vggish-weights", help="path to vggish-10086976.pth")
-    parser.add_argument("--panns-weights", help="path to the CNN14 checkpoint")
+    parser.add_argument("--weights-dir", type=existing_dir, help="folder holding the official weight files by name")
+    parser.add_argument("--vggish-weights", type=existing_file, help="path to vggish-10086976.pth")
+    parser.add_argument("--panns-weights", type=existing_file, help="path to the CNN14 checkpoint")
     parser.add_argument("--device", help="torch device for the backbones (default: cuda when available)")
 
 

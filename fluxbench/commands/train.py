@@ -10,6 +10,9 @@ import argparse
 import json
 
 from fluxbench import FluxbenchError
+from fluxbench.inputs import (existing_dir, existing_file, finite_float, non_negative_float, non_negative_int,
+                              output_dir, positive_float, positive_int, read_json, seconds, seed_int, text_file,
+                              unit_interval)
 
 # CLI option -> TrainConfig field, for options that map one to one.
 _FIELDS = ["manifest", "out", "size", "init", "duration", "objective", "time_sampling", "steps", "global_batch",
@@ -21,47 +24,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=["demo"],
                         help="demo: a tiny model on the synthetic demo corpus, a few minutes on 2 CPU cores, "
                              "written to runs/demo-model/ (no download)")
-    parser.add_argument("--config", metavar="JSON",
+    parser.add_argument("--config", metavar="JSON", type=text_file,
                         help="a training config file (e.g. a run's train.json); options given here override it")
     data = parser.add_argument_group("data and model")
-    data.add_argument("--manifest", help="JSON lines of {\"path\", \"caption\"[, \"captions\"]} (or the official "
-                                         "JSON list of {\"wav\", \"label\"})")
-    data.add_argument("--out", help="run folder: checkpoints, loss.csv and the trained-model folder")
+    data.add_argument("--manifest", type=text_file,
+                      help="JSON lines of {\"path\", \"caption\"[, \"captions\"]} (or the official "
+                           "JSON list of {\"wav\", \"label\"})")
+    data.add_argument("--out", type=output_dir, help="run folder: checkpoints, loss.csv and the trained-model folder")
     data.add_argument("--size", help="FluxMusic size: small, base, large, giant, giant_full, tiny (default small)")
-    data.add_argument("--transformer", type=json.loads, metavar="JSON",
+    data.add_argument("--transformer", type=_json_object, metavar="JSON",
                       help="overrides of the size's config fields, e.g. '{\"depth\": 4}'")
-    data.add_argument("--init", help="start from this checkpoint's 'ema' weights (fine-tuning)")
+    data.add_argument("--init", type=existing_file, help="start from this checkpoint's 'ema' weights (fine-tuning)")
     data.add_argument("--conditioner", choices=["t5-clap", "vocab"], help="text encoder (default t5-clap)")
     data.add_argument("--codec", choices=["audioldm2", "mel"], help="latent codec (default audioldm2)")
-    data.add_argument("--duration", type=float, help="seconds per clip, cropped/padded (default 10.24)")
-    data.add_argument("--cache-dir", help="where latents / text embeddings are cached (default OUT/cache)")
-    data.add_argument("--weights-dir", help="folder searched first for hub components (T5, CLAP, AudioLDM 2)")
+    data.add_argument("--duration", type=seconds, help="seconds per clip, cropped/padded (default 10.24)")
+    data.add_argument("--cache-dir", type=output_dir,
+                      help="where latents / text embeddings are cached (default OUT/cache)")
+    data.add_argument("--weights-dir", type=existing_dir,
+                      help="folder searched first for hub components (T5, CLAP, AudioLDM 2)")
     objective = parser.add_argument_group("objective")
     objective.add_argument("--objective", choices=["rectified_flow", "ddpm"],
                            help="rectified_flow (default) or ddpm (epsilon prediction, sampled with DDIM)")
     objective.add_argument("--time-sampling", choices=["logit_normal", "uniform"],
                            help="rectified-flow t distribution (default logit_normal, as the official code)")
-    objective.add_argument("--null-prob", type=float, help="per-encoder null-embedding dropout (default 0.1)")
+    objective.add_argument("--null-prob", type=unit_interval, help="per-encoder null-embedding dropout (default 0.1)")
     optimiser = parser.add_argument_group("optimisation")
-    optimiser.add_argument("--steps", type=int, help="optimiser steps (default 200000)")
-    optimiser.add_argument("--global-batch", type=int, help="clips per step over all processes (default 128)")
-    optimiser.add_argument("--micro-batch", type=int, help="clips per forward per process; the rest is "
+    optimiser.add_argument("--steps", type=positive_int, help="optimiser steps (default 200000)")
+    optimiser.add_argument("--global-batch", type=positive_int, help="clips per step over all processes (default 128)")
+    optimiser.add_argument("--micro-batch", type=positive_int, help="clips per forward per process; the rest is "
                                                            "gradient accumulation (default 8)")
-    optimiser.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-4)")
-    optimiser.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 0)")
-    optimiser.add_argument("--warmup-steps", type=int, help="linear warm-up steps (default 0)")
-    optimiser.add_argument("--grad-clip", type=float, help="gradient-norm clip (default 1.0)")
-    optimiser.add_argument("--ema-decay", type=float, help="EMA decay (default 0.99)")
-    optimiser.add_argument("--ema-every", type=int, help="EMA update interval in steps (default 100)")
+    optimiser.add_argument("--lr", type=non_negative_float, help="AdamW learning rate (default 1e-4)")
+    optimiser.add_argument("--weight-decay", type=non_negative_float, help="AdamW weight decay (default 0)")
+    optimiser.add_argument("--warmup-steps", type=non_negative_int, help="linear warm-up steps (default 0)")
+    optimiser.add_argument("--grad-clip", type=positive_float, help="gradient-norm clip (default 1.0)")
+    optimiser.add_argument("--ema-decay", type=unit_interval, help="EMA decay (default 0.99)")
+    optimiser.add_argument("--ema-every", type=positive_int, help="EMA update interval in steps (default 100)")
     optimiser.add_argument("--precision", choices=["auto", "bf16", "fp32"],
                            help="auto: bf16 autocast on GPU, fp32 on CPU")
-    optimiser.add_argument("--seed", type=int, help="seed of initialisation, data order and noise (default 0)")
+    optimiser.add_argument("--seed", type=seed_int, help="seed of initialisation, data order and noise (default 0)")
     run = parser.add_argument_group("run")
-    run.add_argument("--save-every", type=int, help="checkpoint interval in steps (default 1000)")
-    run.add_argument("--keep-checkpoints", type=int, help="newest checkpoints kept (default 3)")
-    run.add_argument("--sample-steps", type=int, help="sampling steps recorded in the model folder (default 50)")
-    run.add_argument("--guidance", type=float, help="guidance scale recorded in the model folder (default 3.5)")
-    run.add_argument("--stop-after", type=int, metavar="STEP",
+    run.add_argument("--save-every", type=positive_int, help="checkpoint interval in steps (default 1000)")
+    run.add_argument("--keep-checkpoints", type=positive_int, help="newest checkpoints kept (default 3)")
+    run.add_argument("--sample-steps", type=positive_int,
+                     help="sampling steps recorded in the model folder (default 50)")
+    run.add_argument("--guidance", type=finite_float, help="guidance scale recorded in the model folder (default 3.5)")
+    run.add_argument("--stop-after", type=positive_int, metavar="STEP",
                      help="stop after this step (checkpointed); rerun to continue")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
 
@@ -96,13 +103,19 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_config(path: str) -> dict:
+def _json_object(text: str) -> dict:
+    """An argparse type: a JSON object given inline (e.g. '{"depth": 4}')."""
     try:
-        values = json.loads(open(path).read())
-    except OSError as error:
-        raise FluxbenchError(f"{path}: cannot read the training config ({error.strerror})") from None
+        value = json.loads(text)
     except json.JSONDecodeError as error:
-        raise FluxbenchError(f"{path}: invalid JSON ({error})") from None
+        raise argparse.ArgumentTypeError(f"invalid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"depth\": 4}}', got {text!r}")
+    return value
+
+
+def _read_config(path: str) -> dict:
+    values = read_json(path, "training config")
     if not isinstance(values, dict):
         raise FluxbenchError(f"{path}: expected a JSON object of training settings")
     return values

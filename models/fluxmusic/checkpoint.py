@@ -8,7 +8,6 @@ training arguments) is the one extra class allowed, because it only carries plai
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import torch
 
 from fluxbench import FluxbenchError
 from fluxbench.atomic import atomic_path, write_json
+from fluxbench.inputs import load_failure
 from fluxbench.models.fluxmusic.configs import SIZES, FluxMusicConfig, get_config
 from fluxbench.models.fluxmusic.transformer import FluxMusicTransformer
 
@@ -71,9 +71,8 @@ def load_state_dict(path: str | os.PathLike, entry: str = "ema") -> dict[str, to
         with torch.serialization.safe_globals([argparse.Namespace]):
             blob = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(
-            f"{path}: cannot be loaded safely (weights only, no pickled code): {first_line}") from None
+            f"{path}: cannot be loaded safely (weights only, no pickled code): {load_failure(error)}") from None
     if not isinstance(blob, Mapping):
         raise CheckpointError(f"{path}: expected a dict of tensors or an official checkpoint dict, got {type(blob).__name__}")
     if entry in blob and isinstance(blob[entry], Mapping):
@@ -168,17 +167,25 @@ def save_model_folder(folder: str | os.PathLike, transformer: FluxMusicTransform
     return folder
 
 
-def load_model_folder(folder: str | os.PathLike, device: torch.device | str = "cpu",
-                      dtype: torch.dtype | None = None) -> tuple[FluxMusicTransformer, dict[str, Any]]:
+def read_spec(folder: str | os.PathLike) -> dict[str, Any]:
+    """A model folder's fluxmusic.json, checked to be a JSON object with a 'transformer' config."""
+    from fluxbench.inputs import read_json
+
     folder = Path(folder)
     spec_path = folder / SPEC_FILE
     if not spec_path.is_file():
         raise CheckpointError(f"{folder}: not a FluxMusic model folder (no {SPEC_FILE})")
-    try:
-        spec = json.loads(spec_path.read_text())
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{spec_path}: invalid JSON ({error})") from None
-    if "transformer" not in spec:
+    spec = read_json(spec_path, "model spec")
+    if not isinstance(spec, dict):
+        raise CheckpointError(f"{spec_path}: expected a JSON object (the model spec)")
+    if not isinstance(spec.get("transformer"), dict):
         raise CheckpointError(f"{spec_path}: missing field 'transformer' (the transformer config)")
+    return spec
+
+
+def load_model_folder(folder: str | os.PathLike, device: torch.device | str = "cpu",
+                      dtype: torch.dtype | None = None) -> tuple[FluxMusicTransformer, dict[str, Any]]:
+    folder = Path(folder)
+    spec = read_spec(folder)
     model = load_transformer(folder / WEIGHTS_FILE, spec["transformer"], device=device, dtype=dtype)
     return model, spec

@@ -183,12 +183,10 @@ class FluxMusicModel(TextToMusicModel):
                     use_t5: bool = True, use_clap: bool = True, device: str | torch.device | None = None,
                     **options: Any) -> "FluxMusicModel":
         """A trained-model folder (fluxmusic.json + transformer.safetensors [+ conditioner.safetensors])."""
-        from fluxbench.models.fluxmusic.checkpoint import SPEC_FILE, load_model_folder
+        from fluxbench.models.fluxmusic.checkpoint import SPEC_FILE, load_model_folder, read_spec
 
         folder = Path(folder)
-        if not (folder / SPEC_FILE).is_file():
-            raise GenerationError(f"{folder}: not a FluxMusic model folder (no {SPEC_FILE})")
-        spec = json.loads((folder / SPEC_FILE).read_text())
+        spec = read_spec(folder)
         for field in ("conditioner", "codec"):
             if not isinstance(spec.get(field), dict):
                 raise GenerationError(f"{folder / SPEC_FILE}: missing field {field!r} (a dict with a 'kind')")

@@ -40,6 +40,7 @@ from torch import nn
 
 from fluxbench import FluxbenchError
 from fluxbench.atomic import atomic_path, write_json, write_text
+from fluxbench.inputs import load_failure
 from fluxbench.models.fluxmusic.checkpoint import load_state_dict, save_model_folder, save_official
 from fluxbench.models.fluxmusic.conditioner import TextConditioning
 from fluxbench.models.fluxmusic.configs import FluxMusicConfig, get_config
@@ -103,6 +104,26 @@ class TrainConfig:
         return cls(**values)
 
     def check(self) -> None:
+        for name, value in asdict(self).items():  # a config file can hold anything JSON can
+            expected = next((f.type for f in fields(self) if f.name == name), None)
+            if expected in ("int", int) and (not isinstance(value, int) or isinstance(value, bool)):
+                raise TrainingError(f"training config: {name} must be an integer, got {value!r}")
+            if expected in ("float", float) and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                                 or not math.isfinite(value)):
+                raise TrainingError(f"training config: {name} must be a finite number, got {value!r}")
+            if expected in ("str", str) and not isinstance(value, str):
+                raise TrainingError(f"training config: {name} must be text, got {value!r}")
+            if expected == "str | None" and value is not None and not isinstance(value, str):
+                raise TrainingError(f"training config: {name} must be text, got {value!r}")
+            if expected == "dict[str, Any]" and not isinstance(value, dict):
+                raise TrainingError(f"training config: {name} must be a JSON object, got {value!r}")
+        if self.lr < 0 or self.weight_decay < 0 or not self.grad_clip > 0:  # lr 0 keeps the initial weights
+            raise TrainingError(f"training config: lr and weight_decay must be >= 0, grad_clip > 0 (got lr "
+                                f"{self.lr}, grad_clip {self.grad_clip}, weight_decay {self.weight_decay})")
+        if not 0 < self.duration <= 3600:
+            raise TrainingError(f"training config: duration must be in (0, 3600] seconds, got {self.duration}")
+        if self.warmup_steps < 0 or self.sample_steps < 1:
+            raise TrainingError("training config: warmup_steps must be >= 0 and sample_steps >= 1")
         if self.steps < 1 or self.global_batch < 1 or self.micro_batch < 1:
             raise TrainingError("training config: steps, global_batch and micro_batch must be >= 1")
         if not 0 <= self.null_prob <= 1 or not 0 <= self.ema_decay <= 1 or self.ema_every < 1:
@@ -133,16 +154,21 @@ class Record:
 def read_manifest(path: str | os.PathLike) -> list[Record]:
     """JSON lines of {"path"|"wav", "caption"|"label", optional "captions": [...]}; relative paths are taken
     from the manifest's folder. The official layout (one JSON list of {"wav", "label"}) is read as well."""
+    from fluxbench.inputs import read_text
+
     path = Path(path)
     if not path.is_file():
         raise TrainingError(f"{path}: no such manifest")
-    text = path.read_text()
+    text = read_text(path, "manifest")
     stripped = text.lstrip()
     if stripped.startswith("["):
         try:
-            rows = [(i + 1, row) for i, row in enumerate(json.loads(stripped))]
+            listed = json.loads(stripped)
         except json.JSONDecodeError as error:
             raise TrainingError(f"{path}: invalid JSON ({error})") from None
+        if not isinstance(listed, list):
+            raise TrainingError(f"{path}: expected a JSON list of {{\"wav\", \"label\"}} objects or JSON lines")
+        rows = [(i + 1, row) for i, row in enumerate(listed)]
     else:
         rows = []
         for number, line in enumerate(text.splitlines(), 1):
@@ -156,9 +182,12 @@ def read_manifest(path: str | os.PathLike) -> list[Record]:
         audio = row.get("path", row.get("wav")) if isinstance(row, dict) else None
         if not isinstance(audio, str) or not audio:
             raise TrainingError(f"{path}:{number}: missing field 'path' (or 'wav'): the audio file")
-        captions = row.get("captions") or [row.get("caption", row.get("label"))]
-        if not all(isinstance(c, str) for c in captions):
-            raise TrainingError(f"{path}:{number}: field 'caption' (or 'label', 'captions') must hold text")
+        captions = row["captions"] if row.get("captions") is not None else [row.get("caption", row.get("label"))]
+        if not isinstance(captions, list) or not captions:
+            raise TrainingError(f"{path}:{number}: field 'captions' must be a non-empty list of texts")
+        if not all(isinstance(c, str) and c.strip() for c in captions):
+            raise TrainingError(f"{path}:{number}: field 'caption' (or 'label', 'captions') must hold non-empty "
+                                f"text")
         audio_path = Path(audio) if Path(audio).is_absolute() else path.parent / audio
         records.append(Record(str(audio_path), tuple(captions)))
     if not records:
@@ -456,8 +485,9 @@ class LossLog:
         self.path = out / LOSS_FILE
         rows = []
         if self.path.is_file() and resume_step > 0:
-            with self.path.open() as handle:
-                rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= resume_step]
+            with self.path.open(encoding="utf-8", errors="replace", newline="") as handle:
+                rows = [row for row in csv.DictReader(handle)
+                        if _whole_row(row) and int(row["step"]) <= resume_step]
         self.seconds_before = float(rows[-1]["seconds"]) if rows else 0.0  # time spent before the resume
         kept = io.StringIO()
         writer = csv.DictWriter(kept, LOSS_COLUMNS)
@@ -523,6 +553,17 @@ def _clock(seconds: float) -> str:
     return f"{minutes}m{seconds:02d}s"
 
 
+def _whole_row(row: dict[str, str | None]) -> bool:
+    """False for a row cut short (a kill during the append) or otherwise unreadable; it is dropped on resume."""
+    try:
+        int(row["step"])
+        for column in LOSS_COLUMNS[1:]:
+            float(row[column])
+        return True
+    except (TypeError, ValueError, KeyError):
+        return False
+
+
 def read_losses(out: str | os.PathLike) -> list[dict[str, float]]:
     with (Path(out) / LOSS_FILE).open() as handle:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
@@ -532,7 +573,12 @@ def _check_same_run(out: Path, config: TrainConfig) -> None:
     path = out / CONFIG_FILE
     if not path.is_file():
         return
-    saved = TrainConfig.from_dict(json.loads(path.read_text())).identity()
+    from fluxbench.inputs import read_json
+
+    saved_values = read_json(path, "training config")
+    if not isinstance(saved_values, dict):
+        raise TrainingError(f"{path}: expected a JSON object of training settings")
+    saved = TrainConfig.from_dict(saved_values).identity()
     same = lambda a, b: json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)  # noqa: E731
     differing = sorted(k for k, v in config.identity().items() if not same(saved.get(k), v))
     if differing:
@@ -596,9 +642,8 @@ def train(config: TrainConfig, device_choice: str = "auto", progress: bool = Tru
     ema = EMA(modules, config.ema_decay, config.ema_every)
 
     step = 0
-    existing = _checkpoints(out)
-    if existing:
-        state = torch.load(existing[-1], map_location=device, weights_only=True)
+    state = newest_readable_checkpoint(out, device, set_aside=dist.main) if _checkpoints(out) else None
+    if state is not None:
         transformer.load_state_dict(state["model"])
         if text_encoder is not None:
             text_encoder.load_state_dict(state["conditioner"])
@@ -608,8 +653,13 @@ def train(config: TrainConfig, device_choice: str = "auto", progress: bool = Tru
         scheduler.load_state_dict(state["scheduler"])
         _restore_rng(state["rng"], device)
         step = int(state["step"])
+        del state
         if dist.main:
             log.info("resuming %s from step %d", out, step)
+            if exported_step(out) != step:  # killed between the checkpoint and the export: catch up now
+                log.info("%s: the model folder lags the step-%d checkpoint; exporting it again", out, step)
+                export_model_folder(out, transformer, ema, text_encoder,
+                                    {**spec, "training": {"step": step, "steps": config.steps}})
 
     model = step_module
     if dist.world > 1:
@@ -692,16 +742,61 @@ def train(config: TrainConfig, device_choice: str = "auto", progress: bool = Tru
     return out
 
 
+_CHECKPOINT_ENTRIES = ("model", "ema", "opt", "scheduler", "rng", "step")
+
+
+def newest_readable_checkpoint(out: Path, device: torch.device, set_aside: bool = True) -> dict[str, Any]:
+    """The newest checkpoint in `out` that loads (weights only) and holds a whole training state.
+
+    Unreadable newer ones (a damaged disk, a copy cut short) are skipped with a warning naming them and, with
+    `set_aside`, renamed to *.pt.unreadable so that pruning never keeps them in place of a good one."""
+    skipped = []
+    for path in reversed(_checkpoints(out)):
+        try:
+            state = torch.load(path, map_location=device, weights_only=True)
+            missing = [k for k in _CHECKPOINT_ENTRIES if not isinstance(state, dict) or k not in state]
+            if missing:
+                raise ValueError(f"no {', '.join(missing)}")
+        except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for damage
+            reason = load_failure(error)
+            log.warning("skipping unreadable checkpoint %s (%s)", path, reason)
+            skipped.append(path)
+            continue
+        if set_aside:
+            for bad in skipped:
+                os.replace(bad, bad.with_name(bad.name + ".unreadable"))
+        if skipped:
+            log.warning("resuming from the older %s instead", path.name)
+        return state
+    raise TrainingError(f"{out / CHECKPOINT_DIR}: none of the {len(skipped)} checkpoint(s) can be read "
+                        f"(first: {skipped[0].name}); move them away to start over")
+
+
+def exported_step(out: Path) -> int | None:
+    """The training step whose weights the model folder in `out` holds (None: no complete export)."""
+    from fluxbench.models.fluxmusic.checkpoint import SPEC_FILE, WEIGHTS_FILE
+
+    try:
+        spec = json.loads((out / SPEC_FILE).read_text(encoding="utf-8"))
+        step = spec["training"]["step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return step if isinstance(step, int) and (out / WEIGHTS_FILE).is_file() else None
+
+
 def export_model_folder(out: Path, transformer: FluxMusicTransformer, ema: EMA, text_encoder: nn.Module | None,
                         spec: dict[str, Any]) -> None:
-    """Write the EMA weights as a trained-model folder (what sampling loads)."""
-    averaged = FluxMusicTransformer(transformer.config)
-    averaged.load_state_dict(ema.shadow["transformer"])
-    save_model_folder(out, averaged, spec)
+    """Write the EMA weights as a trained-model folder (what sampling loads).
+
+    fluxmusic.json, which records the step, is written last: a kill part-way leaves it naming the older step,
+    and the next run sees the lag and exports again."""
     if text_encoder is not None:
         encoder = type(text_encoder).from_spec(text_encoder.spec())
         encoder.load_state_dict(ema.shadow["conditioner"])
         encoder.save(out)
+    averaged = FluxMusicTransformer(transformer.config)
+    averaged.load_state_dict(ema.shadow["transformer"])
+    save_model_folder(out, averaged, spec)
 
 
 # ---- the offline demo ---------------------------------------------------------------------------------

@@ -105,7 +105,11 @@ class VocabConditioner(nn.Module, TextConditioner):
             path = Path(folder) / WEIGHTS_FILE
             if not path.is_file():
                 raise FluxbenchError(f"{path}: missing (the vocab conditioner's trained weights)")
-            state = load_file(str(path))
+            try:
+                state = load_file(str(path))
+            except Exception as error:  # safetensors raises its own error types for damaged files
+                raise FluxbenchError(f"{path}: not a readable safetensors file ({error}); the model folder is "
+                                     f"damaged, export it again from a checkpoint") from None
             try:
                 encoder.load_state_dict(state, strict=True)
             except RuntimeError as error:

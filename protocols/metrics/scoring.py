@@ -36,6 +36,7 @@ backbone the same keys prefixed "descriptor_". "reference_name" is audioldm_eval
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import warnings
@@ -294,10 +295,12 @@ def audit_file(path: Path) -> tuple[str | None, float]:
 
 def read_captions(path: str | os.PathLike) -> dict[str, str]:
     """Captions CSV with a header: an id column (file/id/...) and a caption column (caption/text/prompt)."""
+    from fluxbench.inputs import read_text
+
     path = Path(path)
     if not path.is_file():
         raise ScoreError(f"captions file {path} does not exist")
-    with open(path, newline="", encoding="utf-8") as handle:
+    with io.StringIO(read_text(path, "captions file"), newline="") as handle:
         reader = csv.DictReader(handle)
         columns = {c.strip().lower(): c for c in reader.fieldnames or []}
         id_column = next((columns[c] for c in CAPTION_ID_COLUMNS if c in columns), None)
@@ -310,6 +313,8 @@ def read_captions(path: str | os.PathLike) -> dict[str, str]:
             key, text = (row.get(id_column) or "").strip(), (row.get(text_column) or "").strip()
             if not key or not text:
                 raise ScoreError(f"captions file {path}, line {line}: empty {id_column!r} or {text_column!r}")
+            if Path(key).name in table:
+                raise ScoreError(f"captions file {path}, line {line}: {key!r} already has a caption")
             table[Path(key).name] = text
     return table
 

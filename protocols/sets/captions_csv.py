@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
@@ -15,10 +16,12 @@ class SetError(FluxbenchError):
 
 
 def read_caption_table(path: str | os.PathLike, required: tuple[str, ...], what: str) -> list[dict[str, str]]:
+    from fluxbench.inputs import read_text
+
     path = Path(path)
     if not path.is_file():
         raise SetError(f"{what}: caption file {path} not found")
-    with open(path, newline="", encoding="utf-8") as handle:
+    with io.StringIO(read_text(path, f"{what} caption file"), newline="") as handle:
         reader = csv.DictReader(handle)
         columns = reader.fieldnames or []
         missing = [c for c in required if c not in columns]

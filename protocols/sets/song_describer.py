@@ -45,6 +45,8 @@ class SongDescriber(EvalSet):
         if self.audio_dir is None or not relative:
             return None
         relative = relative.strip()
+        if Path(relative).is_absolute() or ".." in Path(relative).parts:  # must stay inside the audio folder
+            return None
         for candidate in (self.audio_dir / relative, self.audio_dir / "audio" / relative,
                           self.audio_dir / relative.replace(".mp3", ".2min.mp3")):
             if candidate.is_file():

@@ -139,7 +139,9 @@ def read_state_dict(path: str | os.PathLike, what: str) -> dict:
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as error:
-        raise BackboneError(f"{path}: cannot read {what} weights ({type(error).__name__}: {error}); expected a "
+        from fluxbench.inputs import load_failure
+
+        raise BackboneError(f"{path}: cannot read {what} weights ({load_failure(error)}); expected a "
                             ".pth/.pt state dict or a .safetensors file") from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]

@@ -1,0 +1,419 @@
+"""Hostile ids, damaged state and odd files: what a careless or hostile input must not do.
+
+Item ids from caption files never leave the run folder; a damaged stored or generated clip is made again;
+training resumes past a damaged checkpoint and its model folder always holds the newest checkpoint; a killed
+writer leaves no temporary file behind for good; refusing a pickle never suggests loading it unsafely.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fluxbench import FluxbenchError
+from fluxbench.audio import AudioError, read_audio, write_wav
+from fluxbench.cli import main as cli
+from fluxbench.inputs import InputError, read_text, safe_file_stem
+from fluxbench.results import load_results
+from fluxbench.runner import Runner
+from fluxbench.store import ClipStore
+from test_runner import model_folder, run_config  # noqa: F401  (model_folder is a fixture)
+from test_train import manifest, tiny_config  # noqa: F401  (manifest is a fixture)
+
+
+def one_line_error(capsys, code: int) -> str:
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+# ---- 1. ids from caption files are data, not paths ----------------------------------------------------------
+def test_safe_file_stem_keeps_plain_ids_and_confines_the_rest():
+    from fluxbench.inputs import unique_file_stems
+
+    for plain in ("yt-0Gj8-vB1q4", "-abc_DEF.1", "sdd-123"):
+        assert safe_file_stem(plain) == plain
+    hostile = ["../../../../tmp/x/victim", "sub/dir", "..", ".", "", "a\\b", "caf\u00e9", "x" * 300, "a b", ".hidden",
+               "trailing.", "\x00nul", "CR\rLF\n"]
+    for stem in map(safe_file_stem, hostile):
+        assert "/" not in stem and "\\" not in stem and not stem.startswith(".") and not stem.endswith(".")
+        assert 0 < len(stem) <= 120 and Path(stem).name == stem and stem.isascii() and stem.isprintable()
+    assert safe_file_stem("../../../../tmp/x/victim") == "tmp_x_victim"
+    with pytest.raises(InputError, match="ids 'a b' and 'a/b' would share the file name 'a_b'"):
+        unique_file_stems(["a b", "ok", "a/b"], "set 'x'")
+    assert unique_file_stems(["a b", "ok"], "set 'x'") == {"a b": "a_b", "ok": "ok"}
+
+
+def _musiccaps(tmp_path: Path, rows: list[tuple[str, str]], audio_ids: list[str]) -> tuple[Path, Path]:
+    audio = tmp_path / "mc-audio"
+    audio.mkdir()
+    t = np.arange(int(16000 * 2.56)) / 16000
+    for index, ytid in enumerate(audio_ids):
+        write_wav(audio / f"{ytid}.wav", 0.3 * np.sin(2 * np.pi * (220 + 60 * index) * t), 16000)
+    captions = tmp_path / "musiccaps-public.csv"
+    with open(captions, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["ytid", "start_s", "end_s", "caption", "is_balanced_subset", "is_audioset_eval"])
+        writer.writerows([(ytid, 0, 10, caption, "True", "True") for ytid, caption in rows])
+    return captions, audio
+
+
+def test_crafted_set_ids_cannot_write_or_link_outside_the_run(model_folder, tmp_path):  # noqa: F811
+    outside = tmp_path / "x"
+    outside.mkdir()
+    victim = outside / "victim.wav"
+    victim.write_bytes(b"precious, not a clip")
+    hostile = "../../../../" + str(outside.relative_to(outside.anchor) / "victim")
+    # The same victim also sits where the hostile id points from the audio folder, so its "reference" would be
+    # the very file the run writes.
+    rows = [("yt000", "soft piano"), ("yt001", "loud drums"), (hostile, "a violin solo"), ("sub/dir", "an organ")]
+    captions, audio = _musiccaps(tmp_path, rows, ["yt000", "yt001"])
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if "runs" not in p.parts}
+    runner = Runner(run_config(model_folder, tmp_path, set="musiccaps", backbone="descriptor", duration=2.56,
+                               set_options={"captions": str(captions), "audio_dir": str(audio)}))
+    results = runner.run()
+
+    assert victim.read_bytes() == b"precious, not a clip"
+    after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if "runs" not in p.parts}
+    assert after == before, "the run touched files outside its folder"
+    generated = runner.run_dir / "generated"
+    assert all(p.parent == generated for p in generated.rglob("*")), "a clip landed in a subfolder"
+    assert len(list(generated.glob("*.wav"))) == 4
+    for link in (runner.run_dir / "reference").iterdir():
+        assert link.resolve().parent == audio.resolve()
+    # Results keep the original ids; the crafted ones have no reference (they point outside the audio folder).
+    assert set(results["set"]["captions"]) == {row[0] for row in rows}
+    assert sorted(results["set"]["missing_references"]) == sorted([hostile, "sub/dir"])
+    assert set(load_results(runner.run_dir / "results.json")["per_clip"]) <= {"yt000", "yt001"}
+
+
+def test_export_replaces_in_one_step_and_never_follows_a_planted_link(tmp_path):
+    store = ClipStore(tmp_path / "store")
+    store.put("ab" * 32, np.zeros(1600, np.float32), 16000)
+    elsewhere = tmp_path / "elsewhere.wav"
+    elsewhere.write_bytes(b"not ours")
+    target = tmp_path / "run" / "generated" / "a.wav"
+    target.parent.mkdir(parents=True)
+    target.symlink_to(elsewhere)
+    store.export("ab" * 32, target)
+    assert elsewhere.read_bytes() == b"not ours"
+    assert not target.is_symlink() and os.path.samefile(target, store.path("ab" * 32))
+
+
+# ---- 2. a damaged stored clip is made again ----------------------------------------------------------------
+def test_store_verifies_size_and_checksum(tmp_path):
+    store = ClipStore(tmp_path)
+    key = "cd" * 32
+    store.put(key, np.sin(np.arange(16000) / 9.0).astype(np.float32), 16000, {"prompt": "x"})
+    assert store.has(key)
+    record = json.loads(store.record_path(key).read_text())
+    assert record["identity"] == {"prompt": "x"} and record["file"]["bytes"] == store.path(key).stat().st_size
+    data = store.path(key).read_bytes()
+    store.path(key).write_bytes(data[:len(data) // 2])
+    assert not ClipStore(tmp_path).has(key)
+    store.path(key).write_bytes(data[:-2] + b"\x7f\x7f")  # same size, other content
+    assert not ClipStore(tmp_path).has(key)
+    store.path(key).write_bytes(data)
+    assert ClipStore(tmp_path).has(key)
+    store.record_path(key).unlink()  # a clip without its record (killed between the two writes)
+    assert not ClipStore(tmp_path).has(key)
+
+
+def test_truncated_stored_clips_are_generated_again(model_folder, tmp_path):  # noqa: F811
+    first = Runner(run_config(model_folder, tmp_path)).run()
+    clips = sorted((tmp_path / "runs" / "store" / "clips").rglob("*.wav"))
+    originals = {p: p.read_bytes() for p in clips}
+    clips[0].write_bytes(originals[clips[0]][:len(originals[clips[0]]) // 2])
+    clips[1].write_bytes(originals[clips[1]][:100])
+    second = Runner(run_config(model_folder, tmp_path)).run()
+    assert {p: p.read_bytes() for p in clips} == originals
+    assert second["metrics"] == first["metrics"] and second["per_clip"] == first["per_clip"]
+    assert all(m["n"] == second["set"]["scored_items"] for m in second["metrics"].values() if "n" in m)
+
+
+def test_truncated_wav_is_refused_not_scored_short(tmp_path):
+    path = write_wav(tmp_path / "a.wav", np.sin(np.arange(32000) / 7.0), 16000)
+    whole = path.read_bytes()
+    path.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(AudioError, match=r"truncated WAV \(header declares 64000 bytes"):
+        read_audio(path)
+
+
+def _generate_args(model_folder, out, *extra):  # noqa: F811
+    return ["generate", "-q", "--model", str(model_folder), "--prompt", "soft piano", "--prompt", "loud drums",
+            "--duration", "0.64", "--steps", "2", "--out", str(out), *extra]
+
+
+def test_generate_resume_regenerates_damaged_clips_and_names_a_corrupt_sidecar(model_folder, tmp_path,  # noqa: F811
+                                                                                capsys):
+    out = tmp_path / "gen"
+    assert cli(_generate_args(model_folder, out)) == 0
+    first = {p.name: p.read_bytes() for p in out.glob("*.wav")}
+    (tmp_path / "original.wav").write_bytes(first["0000.wav"])
+    (out / "0000.wav").write_bytes(first["0000.wav"][:len(first["0000.wav"]) // 2])
+    assert cli(_generate_args(model_folder, out)) == 0
+    assert (out / "0001.wav").read_bytes() == first["0001.wav"]  # intact: kept
+    # Regenerated alone rather than in a batch of two: the same clip up to float rounding.
+    again, original = read_audio(out / "0000.wav")[0], read_audio(tmp_path / "original.wav")[0]
+    assert again.shape == original.shape and np.abs(again - original).max() < 1e-2
+
+    (out / "generation.json").write_text('{"clips": [')
+    err = one_line_error(capsys, cli(_generate_args(model_folder, out)))
+    assert "generation.json" in err and "--overwrite" in err
+    assert cli(_generate_args(model_folder, out, "--overwrite")) == 0
+    assert {p.name: p.read_bytes() for p in out.glob("*.wav")} == first  # the same batches as the first run
+
+
+def test_truncated_conditioner_weights_are_a_one_line_error(model_folder, tmp_path, capsys):  # noqa: F811
+    import shutil
+
+    folder = tmp_path / "damaged-model"
+    shutil.copytree(model_folder, folder, ignore=shutil.ignore_patterns("checkpoints", "cache", "tensorboard"))
+    weights = folder / "conditioner.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])
+    err = one_line_error(capsys, cli(_generate_args(folder, tmp_path / "gen")))
+    assert "conditioner.safetensors" in err
+
+
+# ---- 3 and 4. training: a lagging model folder and a damaged newest checkpoint -----------------------------
+def _folder_step(folder: Path) -> int:
+    return json.loads((folder / "fluxmusic.json").read_text())["training"]["step"]
+
+
+def test_kill_after_the_last_checkpoint_leaves_no_stale_model_folder(tmp_path, manifest, monkeypatch):  # noqa: F811
+    import fluxbench.models.fluxmusic.train as training
+    from fluxbench.models.fluxmusic.checkpoint import load_model_folder, load_state_dict
+
+    config = tiny_config(manifest, tmp_path / "run", steps=6, save_every=3)
+    export = training.export_model_folder
+
+    def killed_at_the_end(out, transformer, ema, text_encoder, spec):
+        if spec["training"]["step"] == 6:
+            raise KeyboardInterrupt  # as if killed right after the step-6 checkpoint was written
+        export(out, transformer, ema, text_encoder, spec)
+
+    monkeypatch.setattr(training, "export_model_folder", killed_at_the_end)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(config, progress=False)
+    assert _folder_step(tmp_path / "run") == 3
+    monkeypatch.setattr(training, "export_model_folder", export)
+
+    training.train(config, progress=False)  # nothing left to train: only the export catches up
+    assert _folder_step(tmp_path / "run") == 6
+    model, spec = load_model_folder(tmp_path / "run")
+    assert spec["training"]["step"] == 6
+    ema = load_state_dict(tmp_path / "run" / "checkpoints" / "step_0000006.pt", "ema")
+    assert all(torch.equal(value, ema[key]) for key, value in model.state_dict().items())
+    blob = torch.load(tmp_path / "run" / "checkpoints" / "step_0000006.pt", weights_only=True)
+    from fluxbench.models.fluxmusic.vocab_conditioner import VocabConditioner
+
+    encoder = VocabConditioner.from_spec(spec["conditioner"], tmp_path / "run")
+    assert all(torch.equal(v, blob["conditioner_ema"][k]) for k, v in encoder.state_dict().items())
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_resume_skips_a_damaged_newest_checkpoint(tmp_path, manifest, damage, caplog):  # noqa: F811
+    from fluxbench.models.fluxmusic.train import read_losses, train
+
+    straight = train(tiny_config(manifest, tmp_path / "straight", steps=9, save_every=3), progress=False)
+    out = tmp_path / "damaged"
+    train(tiny_config(manifest, out, steps=6, save_every=3), progress=False)
+    newest = out / "checkpoints" / "step_0000006.pt"
+    data = newest.read_bytes()
+    newest.write_bytes(data[:len(data) // 2] if damage == "truncate" else b"\x80\x04garbage" * 50)
+    with caplog.at_level("WARNING", logger="fluxbench.train"):
+        train(tiny_config(manifest, out, steps=9, save_every=3), progress=False)
+    assert "step_0000006.pt" in caplog.text and "skipping" in caplog.text
+    assert (out / "checkpoints" / "step_0000006.pt.unreadable").is_file()
+    assert [r["loss"] for r in read_losses(out)] == [r["loss"] for r in read_losses(straight)]
+    a = torch.load(straight / "checkpoints" / "step_0000009.pt", weights_only=True)
+    b = torch.load(out / "checkpoints" / "step_0000009.pt", weights_only=True)
+    assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
+
+
+# ---- 5 and 6. text and fields ------------------------------------------------------------------------------
+def test_read_text_names_the_file_and_the_byte_offset(tmp_path):
+    path = tmp_path / "captions.csv"
+    data = "id,caption\nx,na\u00efve\n".encode("utf-8") + b"y,caf\xe9\n"
+    path.write_bytes(data)
+    with pytest.raises(InputError, match=rf"captions.csv: not UTF-8 text \(byte 0xe9 at offset {data.index(0xe9)}\)"):
+        read_text(path)
+    path.write_bytes(b"\xef\xbb\xbfid,caption\n")  # a byte-order mark is dropped, not an error
+    assert read_text(path) == "id,caption\n"
+
+
+def test_manifest_fields_are_not_coerced(tmp_path):
+    from fluxbench.models.fluxmusic.train import read_manifest
+
+    bad = tmp_path / "m.jsonl"
+    for row, message in (({"path": "a.wav", "captions": "a string"}, "must be a non-empty list"),
+                         ({"path": "a.wav", "caption": "   "}, "non-empty text"),
+                         ({"path": "a.wav", "captions": ["ok", ""]}, "non-empty text"),
+                         ({"path": "a.wav", "captions": []}, "must be a non-empty list")):
+        bad.write_text(json.dumps(row) + "\n")
+        with pytest.raises(FluxbenchError, match=message):
+            read_manifest(bad)
+    bad.write_text('{"wav": "a.wav", "label": "x"}')  # one JSON object is not the official list layout
+    assert read_manifest(bad)[0].captions == ("x",)
+    bad.write_text('[{"wav": "a.wav", "label": "x"}, 3]')
+    with pytest.raises(FluxbenchError, match=r"m.jsonl:2: missing field 'path'"):
+        read_manifest(bad)
+
+
+def test_training_config_values_are_checked(tmp_path, manifest):  # noqa: F811
+    from fluxbench.models.fluxmusic.train import TrainConfig, TrainingError
+
+    for field, value in (("lr", float("nan")), ("lr", -1.0), ("duration", 0.0), ("steps", "10"),
+                         ("grad_clip", float("inf")), ("transformer", "depth 4"), ("seed", 1.5)):
+        config = tiny_config(manifest, tmp_path / "run")
+        setattr(config, field, value)
+        with pytest.raises(TrainingError, match=field):
+            config.check()
+    assert TrainConfig.check(tiny_config(manifest, tmp_path / "run")) is None
+
+
+def test_duplicate_and_empty_captions_are_refused(tmp_path, capsys):
+    from fluxbench.human_eval.design import StudyError, read_captions as study_captions
+    from fluxbench.protocols.metrics.scoring import ScoreError, read_captions
+
+    table = tmp_path / "captions.csv"
+    table.write_text("id,caption\na,first\na,second\n")
+    with pytest.raises(ScoreError, match="line 3: 'a' already has a caption"):
+        read_captions(table)
+    with pytest.raises(StudyError, match="record 2 repeats the id 'a'"):
+        study_captions(table)
+    as_json = tmp_path / "captions.json"
+    as_json.write_text('{"a": "first", "b": "  "}')
+    with pytest.raises(StudyError, match="prompt 'b' has an empty caption"):
+        study_captions(as_json)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"id": "a", "caption": "x"}\n{"id": "b", "caption": ""}\n')
+    err = one_line_error(capsys, cli(["generate", "-q", "--prompts-file", str(prompts), "--out", str(tmp_path / "g")]))
+    assert "item 2 has no 'caption'" in err
+
+
+def test_design_options_refuse_silent_fallbacks(tmp_path):
+    from fluxbench.human_eval.design import DesignOptions, StudyError, create_study
+
+    for options, message in (({"ratings_per_prompt": 0}, "--ratings-per-item 0"),
+                             ({"sample_rate": 0}, "--sample-rate 0"),
+                             ({"attention_checks": -1}, "--attention-checks -1"),
+                             ({"loudness_lufs": float("nan")}, "--loudness nan")):
+        with pytest.raises(StudyError, match=message):
+            create_study(tmp_path / "study", {"a": tmp_path}, DesignOptions(raters={"beginner": 2}, **options))
+
+
+# ---- 8. smaller ------------------------------------------------------------------------------------------
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
+    from fluxbench import atomic
+    from fluxbench.results import write_json_atomic
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    orphan = tmp_path / f".results.{atomic._HOST}-{dead_pid}.abc123.json"
+    orphan.write_text("{half")
+    living = tmp_path / f".results.{atomic._HOST}-{os.getppid()}.def456.json"  # a writer still at work
+    living.write_text("{")
+    other_file = tmp_path / f".other.{atomic._HOST}-{dead_pid}.abc123.json"
+    other_file.write_text("{")
+    write_json_atomic(tmp_path / "results.json", {"a": 1})
+    assert not orphan.exists() and living.exists() and other_file.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["results.json", living.name, other_file.name])
+
+
+def test_refused_pickle_never_suggests_unsafe_loading(tmp_path):
+    from fluxbench.models.fluxmusic.checkpoint import CheckpointError, load_state_dict
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo should-never-run",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"ema": Payload()}, path)
+    with pytest.raises(CheckpointError) as caught:
+        load_state_dict(path)
+    message = str(caught.value)
+    assert "system" in message and "\n" not in message
+    assert "weights_only" not in message and "likely succeed" not in message
+
+
+def test_storage_refuses_a_clip_outside_the_raters_playlist(tmp_path):
+    pytest.importorskip("sqlalchemy")
+    from fluxbench.human_eval.storage import Responses, StorageError
+    from fluxbench.human_eval.study import Study
+    from test_human_eval_support import make_study
+
+    study = Study.load(make_study(tmp_path, ratings_per_prompt=1))  # each prompt goes to one rater per group
+    first, second = [plan for plan in study.raters.values() if plan.group == "beginner"][:2]
+    foreign = next(c for c in second.order if c not in first.order)
+    responses = Responses(f"sqlite:///{tmp_path / 'r.sqlite'}", study=study)
+    responses.register_rater(first.token, first.group or "beginner", {})
+    responses.save_rating(first.token, first.order[0], 3, 4)
+    with pytest.raises(StorageError, match="not in the playlist"):
+        responses.save_rating(first.token, foreign, 3, 4)
+    assert set(responses.ratings_of(first.token)) == {first.order[0]}
+
+
+def test_max_failed_checks_must_not_be_negative(tmp_path):
+    from fluxbench.human_eval.analysis import analyse
+    from fluxbench.human_eval.study import Key, Study, StudyError
+    from test_human_eval_support import make_study
+
+    root = make_study(tmp_path)
+    with pytest.raises(StudyError, match="--max-failed-checks -1: expected an integer >= 0"):
+        analyse(Study.load(root), Key.load(root), {}, {}, max_failed_checks=-1)
+
+
+def test_resume_drops_a_loss_row_cut_short_by_a_kill(tmp_path, manifest):  # noqa: F811
+    from fluxbench.models.fluxmusic.train import read_losses, train
+
+    config = tiny_config(manifest, tmp_path / "run", steps=6, save_every=3)
+    train(config, progress=False, stop_after=4)  # checkpoint at 3, loss rows 1-4
+    log = tmp_path / "run" / "loss.csv"
+    log.write_text(log.read_text() + "1")  # the append of a later step (10, 11, ...) cut after its first digit
+    train(config, progress=False)
+    assert [int(r["step"]) for r in read_losses(tmp_path / "run")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_song_describer_paths_stay_inside_the_audio_folder(tmp_path):
+    from fluxbench.protocols.sets.song_describer import SongDescriber
+
+    audio = tmp_path / "sdd" / "audio"
+    (audio / "00").mkdir(parents=True)
+    (audio / "00" / "1.mp3").write_bytes(b"inside")
+    (tmp_path / "outside.mp3").write_bytes(b"outside")
+    table = tmp_path / "song_describer.csv"
+    table.write_text("caption_id,track_id,caption,is_valid_subset,path\n1,1,calm piano,True,00/1.mp3\n"
+                     f"2,2,loud drums,True,../../outside.mp3\n3,3,an organ,True,{tmp_path / 'outside.mp3'}\n")
+    items = list(SongDescriber(captions=table, audio_dir=tmp_path / "sdd").items())
+    assert [item.reference for item in items] == [audio / "00" / "1.mp3", None, None]
+
+
+def test_generate_prompt_ids_name_safe_files_and_keep_the_given_id(tmp_path):
+    import argparse
+
+    from fluxbench.commands.generate import read_prompts
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("\n".join(json.dumps(row) for row in (
+        {"id": "yt-abc_1", "caption": "soft piano"}, {"id": "../../escape", "caption": "loud drums"},
+        {"id": "a b", "caption": "an organ"})))
+    items = read_prompts(argparse.Namespace(prompt=[], prompts_file=str(prompts)))
+    assert items == [{"id": "yt-abc_1", "prompt": "soft piano"},
+                     {"id": "escape", "prompt": "loud drums", "source_id": "../../escape"},
+                     {"id": "a_b", "prompt": "an organ", "source_id": "a b"}]
+    prompts.write_text('{"id": "a b", "caption": "a"}\n{"id": "a_b", "caption": "b"}\n')
+    with pytest.raises(FluxbenchError, match="ids 'a b' and 'a_b' would share the file name 'a_b'"):
+        read_prompts(argparse.Namespace(prompt=[], prompts_file=str(prompts)))
+    prompts.write_text('{"id": "x", "caption": "a"}\n{"id": "x", "caption": "b"}\n')
+    with pytest.raises(FluxbenchError, match="prompt id 'x' appears twice"):
+        read_prompts(argparse.Namespace(prompt=[], prompts_file=str(prompts)))
