@@ -165,10 +165,10 @@ class FluxMusicModel(TextToMusicModel):
     def folder_weight_requests(folder: str | os.PathLike, use_t5: bool = True, use_clap: bool = True, **_: Any
                                ) -> list[tuple[weights.WeightSource, str | None]]:
         """The hub components a trained-model folder needs (its own weights are inside it), without loading."""
-        from fluxbench.models.fluxmusic.checkpoint import SPEC_FILE
+        from fluxbench.models.fluxmusic.checkpoint import SPEC_FILE, read_spec
 
         folder = Path(folder)
-        spec = json.loads((folder / SPEC_FILE).read_text())
+        spec = read_spec(folder)
         for field in ("conditioner", "codec"):
             if not isinstance(spec.get(field), dict):
                 raise GenerationError(f"{folder / SPEC_FILE}: missing field {field!r} (a dict with a 'kind')")
