@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, the status of a tool ended by a closed pipe
     except FluxbenchError as error:
-        print(f"fluxbench {command}: error: {_one_line(str(error))}", file=sys.stderr)
+        print(f"fluxbench {command}: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # the file system said no (permissions, a full disk, a file where a folder goes)
         where = f"{error.filename}: " if error.filename else ""
@@ -110,10 +110,6 @@ def _is_text(arg: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _one_line(message: str) -> str:
-    return " ".join(message.split()) or "failed"
 
 
 if __name__ == "__main__":
