@@ -53,7 +53,8 @@ OPTIONS: dict[str, dict[str, str]] = {
                  "--steps": "count", "--guidance": "finite", "--batch-size": "count", "--weights-dir": "dir",
                  "--checkpoint": "file"},
     "score": {"--gen": "dir", "--ref": "dir", "--captions": "file", "--bootstrap": "resamples",
-              "--seed": "non_negative", "--out": "out_file", "--cache-dir": "out_dir", "--weights-dir": "dir",
+              "--backbone-weights": "dir", "--seed": "non_negative", "--out": "out_file", "--cache-dir": "out_dir",
+              "--weights-dir": "dir",
               "--vggish-weights": "file", "--panns-weights": "file"},
     "train": {"--config": "file", "--manifest": "file", "--out": "out_dir", "--transformer": "json_object",
               "--init": "file", "--duration": "seconds", "--cache-dir": "out_dir", "--weights-dir": "dir",
@@ -70,6 +71,7 @@ OPTIONS: dict[str, dict[str, str]] = {
                           "--loudness": "loudness", "--sample-rate": "sample_rate", "--duration": "seconds",
                           "--seed": "non_negative"},
     "human-eval serve": {"--port": "port"},
+    "verify-backbones": {"--samples": "dir", "--weights-dir": "dir", "--tolerance": "positive"},
     "human-eval results": {"--out": "out_dir", "--resamples": "count", "--max-failed-checks": "non_negative",
                            "--seed": "non_negative"},
 }
@@ -79,7 +81,8 @@ FREE_TEXT = {"--model", "--set", "--metrics", "--backbone", "--preset", "--solve
              "--audioldm2", "--vae", "--vocoder", "--panns", "--clap-model", "--clap-long-clips", "--size",
              "--conditioner", "--codec", "--objective", "--time-sampling", "--precision", "--format", "--sets",
              "--loss-logs", "--audio", "--prompts", "--scaling-x", "--title", "--system", "--raters", "--base-url",
-             "--address", "--db", "--family"}
+             "--address", "--db", "--family",
+             "--kad-bandwidth", "--ref-stats", "--backbones", "--stats", "--weights"}  # checked by their commands
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +144,7 @@ def base_argv(command: str, place: dict[str, Path]) -> list[str]:
                               f"a={place['missing']}"],
         "human-eval serve": ["human-eval", "-q", "serve", str(place["missing"])],
         "human-eval results": ["human-eval", "-q", "results", str(place["missing"])],
+        "verify-backbones": ["verify-backbones", "-q", "--backbones", "no-such-backbone"],
     }[command]
 
 

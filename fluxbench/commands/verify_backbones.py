@@ -5,21 +5,24 @@ from __future__ import annotations
 
 import argparse
 
+from fluxbench.inputs import existing_dir, positive_float
+
 FADTK_BACKBONES = ("clap-laion-music", "MERT-v1-95M", "encodec-emb")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbones", default=",".join(FADTK_BACKBONES),
                         help=f"comma-separated subset of {','.join(FADTK_BACKBONES)} (default: all)")
-    parser.add_argument("--samples", metavar="DIR",
+    parser.add_argument("--samples", metavar="DIR", type=existing_dir,
                         help="folder of fadtk's sample clips with samples_FAD_scores.csv inside or beside it "
                              "(default: the copy in an installed fadtk)")
     parser.add_argument("--stats", metavar="FILE", default="fma_pop",
                         help="fadtk statistics file (default: fma_pop.npz of an installed fadtk)")
-    parser.add_argument("--weights-dir", help="folder holding the backbones' model folders by their hub names")
+    parser.add_argument("--weights-dir", type=existing_dir,
+                        help="folder holding the backbones' model folders by their hub names")
     parser.add_argument("--weights", action="append", default=[], metavar="BACKBONE=FOLDER",
                         help="a backbone's local model folder (repeatable)")
-    parser.add_argument("--tolerance", type=float, default=5.0, metavar="PERCENT",
+    parser.add_argument("--tolerance", type=positive_float, default=5.0, metavar="PERCENT",
                         help="fadtk's pass mark: max |difference| / mean of the computed values (default 5)")
     parser.add_argument("--device", help="torch device (default: cuda when available)")
 
