@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "signal statistics, reported as descriptor_* (not comparable to FAD); "
                              "clap-laion-music, MERT-v1-95M, encodec-emb: fadtk's FAD backbones (fad, kad), "
                              "reported as <backbone>_fad / <backbone>_kad")
-    parser.add_argument("--backbone-weights", metavar="FOLDER", type=existing_dir,
+    parser.add_argument("--backbone-weights", metavar="FOLDER",
                         help="local model folder for a fadtk backbone (default: its hub id via the weights dir, "
                              "environment variable or hub cache)")
     parser.add_argument("--kad-bandwidth", default="generated", metavar="RULE",

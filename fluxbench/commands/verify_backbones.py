@@ -18,8 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the copy in an installed fadtk)")
     parser.add_argument("--stats", metavar="FILE", default="fma_pop",
                         help="fadtk statistics file (default: fma_pop.npz of an installed fadtk)")
-    parser.add_argument("--weights-dir", type=existing_dir,
-                        help="folder holding the backbones' model folders by their hub names")
+    parser.add_argument("--weights-dir", help="folder holding the backbones' model folders by their hub names")
     parser.add_argument("--weights", action="append", default=[], metavar="BACKBONE=FOLDER",
                         help="a backbone's local model folder (repeatable)")
     parser.add_argument("--tolerance", type=positive_float, default=5.0, metavar="PERCENT",
