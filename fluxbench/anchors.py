@@ -207,7 +207,7 @@ def score_anchors(runner, model, eval_set, items, reference_dir: Path, results: 
 
     ids = [item.id for item in items if item.id not in set(results["set"]["missing_references"])]
     captions = {item.id: item.caption for item in items}
-    generation = {k: v for k, v in runner.config.generation.items()}
+    generation = dict(runner.config.generation)
     folders = build_anchor_clips(model, runner.run_dir, reference_dir, ids, captions, runner.config.seed,
                                  duration, generation)
     metric_keys = list(results["metrics"])
