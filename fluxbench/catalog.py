@@ -55,8 +55,8 @@ register("set", "song-describer", "fluxbench.protocols.sets.song_describer:SongD
          captions="song_describer.csv (Zenodo record 10072001)")
 
 register("model", "fluxmusic-demo", "fluxbench.models.fluxmusic.demo:load_demo_model",
-         "tiny FluxMusic trained on the synthetic demo corpus (trained on first use; offline)",
-         family="fluxmusic", size="tiny", parameters=None, sample_rate=16000,
+         "small FluxMusic (width 128) trained on the synthetic demo corpus (trained on first use; offline)",
+         family="fluxmusic", size="demo", parameters=None, sample_rate=16000,
          weights="runs/demo-model (fluxbench train --preset demo)")
 
 # Baselines: one adapter per family behind the zoo interface; facts from fluxbench.models.baselines.specs.

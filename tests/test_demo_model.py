@@ -154,3 +154,12 @@ def test_chroma_match_and_level_ratio_on_known_signals():
     assert chroma_match(tones, tones) > 0.9
     assert chroma_match(tones, tones[1:] + tones[:1]) < -0.3  # each clip follows another prompt's pitch
     assert level_ratio([0.5 * w for w in tones], tones) == pytest.approx(0.5)
+
+
+def test_untrained_twin_leaves_the_callers_random_stream_alone(small_folder):
+    model = FluxMusicModel.from_folder(small_folder, device="cpu")
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    model.untrained(seed=0)
+    assert torch.equal(torch.rand(3), expected)

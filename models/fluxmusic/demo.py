@@ -1,4 +1,4 @@
-"""The offline demo model: a tiny FluxMusic trained on the synthetic demo corpus, trained on first use."""
+"""The offline demo model: a small FluxMusic (the `demo` size) trained on the synthetic demo corpus, trained on first use."""
 
 from __future__ import annotations
 

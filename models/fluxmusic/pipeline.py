@@ -226,11 +226,12 @@ class FluxMusicModel(TextToMusicModel):
         text encoders and the codec are shared."""
         from fluxbench.models.fluxmusic.transformer import FluxMusicTransformer
 
-        torch.manual_seed(seed)
-        transformer = FluxMusicTransformer(self.config)
         conditioner = self.conditioner
-        if getattr(conditioner, "trainable", False):
-            conditioner = type(conditioner).from_spec(conditioner.spec())
+        with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's random stream
+            torch.manual_seed(seed)
+            transformer = FluxMusicTransformer(self.config)
+            if getattr(conditioner, "trainable", False):
+                conditioner = type(conditioner).from_spec(conditioner.spec())
         model = FluxMusicModel(transformer, conditioner, self.codec, self.objective_name, self.objective.options(),
                                name=f"{self.name}-untrained", device=self.device, dtype=self.dtype,
                                keep_text_encoders=self.keep_text_encoders, batch_size=self.batch_size,
