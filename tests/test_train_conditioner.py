@@ -41,13 +41,35 @@ def test_encode_shapes_null_and_word_dependence():
     assert encoder.token_embedding.weight.grad.abs().sum() > 0
 
 
-def test_spec_and_weights_round_trip(tmp_path):
-    encoder = _encoder()
+def test_bag_of_words_pooling_reads_every_word_and_ignores_order_and_padding():
+    encoder = _encoder(context_dim=12, vector_dim=5, max_tokens=8, pooling="bag-of-words")
+    assert not hasattr(encoder, "pooled")  # no parameter that would get no gradient (DDP)
+    captions = ["slow piano melody", "melody piano slow", "slow piano melody melody", "slow organ melody", ""]
+    out = encoder.encode(captions)
+    torch.testing.assert_close(out.y[0], out.y[1])  # a bag: word order does not matter
+    torch.testing.assert_close(out.y[0], out.y[2])  # distinct words: repeating one changes nothing
+    assert not torch.allclose(out.y[0], out.y[3])  # one word changed
+    torch.testing.assert_close(out.y[4], encoder.null_vector)
+    index = {w: i + 2 for i, w in enumerate(encoder.vocabulary)}
+    weight = encoder.bag_projection.weight
+    expected = weight[:, [index["slow"], index["piano"], index["melody"]]].sum(dim=1) * 4.0 / 3 ** 0.5
+    torch.testing.assert_close(out.y[0], expected)
+    # The pooled vector starts well above unit scale, so the transformer reads it from the first steps.
+    assert out.y[0].square().mean().sqrt() > 2.0
+    out.y[0].sum().backward()
+    assert weight.grad[:, index["slow"]].abs().sum() > 0 and weight.grad[:, index["organ"]].abs().sum() == 0
+    with pytest.raises(FluxbenchError, match="pooling 'max'"):
+        _encoder(pooling="max")
+
+
+@pytest.mark.parametrize("pooling", ["mean", "bag-of-words"])
+def test_spec_and_weights_round_trip(tmp_path, pooling):
+    encoder = _encoder(pooling=pooling)
     with torch.no_grad():
         encoder.null_vector.fill_(0.5)
     encoder.save(tmp_path)
     loaded = build_conditioner(encoder.spec(), tmp_path)
-    assert isinstance(loaded, VocabConditioner)
+    assert isinstance(loaded, VocabConditioner) and loaded.pooling == pooling
     captions = ["slow piano melody", "an unknown phrase", ""]
     with torch.no_grad():
         a, b = encoder.encode(captions), loaded.encode(captions)
@@ -65,5 +87,7 @@ def test_persistence_errors(tmp_path):
         VocabConditioner.from_spec(grown, tmp_path)
     with pytest.raises(FluxbenchError, match="missing field 'max_tokens'"):
         VocabConditioner.from_spec({"kind": "vocab", "vocabulary": ["a"], "context_dim": 4, "vector_dim": 2})
+    older = {k: v for k, v in encoder.spec().items() if k != "pooling"}  # written before pooling was a choice
+    assert VocabConditioner.from_spec(older, tmp_path).pooling == "mean"
     with pytest.raises(FluxbenchError, match="no words"):
         VocabConditioner.from_captions(["", "!!"])

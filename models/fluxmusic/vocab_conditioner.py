@@ -2,7 +2,9 @@
 
 It stands in for the T5 + CLAP pair in the offline demo. Captions are lower-cased and split into words;
 `txt` holds one learned vector per word (plus a learned position vector), padded to `max_tokens`, in the role
-of the T5 token states; `y` is a projection of the mean word vector, in the role of the CLAP pooled vector.
+of the T5 token states; `y`, in the role of the CLAP pooled vector, is either a projection of the mean word
+vector ("mean") or a projection of the caption's bag of words ("bag-of-words", one learned vector per word,
+summed over the caption's distinct words / sqrt(count)).
 The empty caption (the null condition) maps to all-padding tokens and a learned null vector. Its weights are
 trained together with the transformer and saved beside it as `conditioner.safetensors`.
 """
@@ -22,6 +24,11 @@ from fluxbench.models.fluxmusic.conditioner import TextConditioner, TextConditio
 
 WEIGHTS_FILE = "conditioner.safetensors"
 PAD, UNKNOWN = "<pad>", "<unk>"
+POOLINGS = ("mean", "bag-of-words")
+# Bag-of-words input scale: the pooled vector starts several times larger than the time embedding, so the
+# transformer's modulation reads the caption from the first steps (a mean-pooled vector starts ~5x smaller
+# and a short training run learns to ignore it).
+BAG_SCALE = 4.0
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -34,8 +41,11 @@ class VocabConditioner(nn.Module, TextConditioner):
     trainable = True  # trained with the transformer (frozen encoders' outputs are cached instead)
 
     def __init__(self, vocabulary: Sequence[str], context_dim: int = 48, vector_dim: int = 32,
-                 max_tokens: int = 32) -> None:
+                 max_tokens: int = 32, pooling: str = "mean") -> None:
         super().__init__()
+        if pooling not in POOLINGS:
+            raise FluxbenchError(f"vocab conditioner: pooling {pooling!r}; expected one of {list(POOLINGS)}")
+        self.pooling = pooling
         vocabulary = [w for w in vocabulary if w not in (PAD, UNKNOWN)]
         if len(set(vocabulary)) != len(vocabulary):
             raise FluxbenchError("vocab conditioner: the vocabulary lists a word twice")
@@ -44,7 +54,11 @@ class VocabConditioner(nn.Module, TextConditioner):
         self._index = {w: i for i, w in enumerate([PAD, UNKNOWN, *self.vocabulary])}
         self.token_embedding = nn.Embedding(len(self._index), self.context_dim)
         self.position_embedding = nn.Parameter(0.1 * torch.randn(self.max_tokens, self.context_dim))
-        self.pooled = nn.Linear(self.context_dim, self.vector_dim)
+        if pooling == "bag-of-words":
+            self.bag_projection = nn.Linear(len(self._index), self.vector_dim, bias=False)
+            nn.init.normal_(self.bag_projection.weight, std=1.0)
+        else:
+            self.pooled = nn.Linear(self.context_dim, self.vector_dim)
         self.null_vector = nn.Parameter(torch.zeros(self.vector_dim))
 
     @classmethod
@@ -70,8 +84,13 @@ class VocabConditioner(nn.Module, TextConditioner):
         txt = self.token_embedding(ids) + self.position_embedding
         present = (ids != 0).unsqueeze(-1).to(txt.dtype)
         counts = present.sum(dim=1)
-        mean_word = (self.token_embedding(ids) * present).sum(dim=1) / counts.clamp(min=1)
-        y = torch.where(counts > 0, self.pooled(mean_word), self.null_vector.expand(len(captions), -1))
+        if self.pooling == "bag-of-words":
+            bag = torch.zeros(len(captions), len(self._index), device=device).scatter_(1, ids, 1.0)
+            bag[:, 0] = 0.0  # padding is not a word
+            pooled = self.bag_projection(bag * (BAG_SCALE * torch.rsqrt(bag.sum(-1, keepdim=True).clamp(min=1))))
+        else:
+            pooled = self.pooled((self.token_embedding(ids) * present).sum(dim=1) / counts.clamp(min=1))
+        y = torch.where(counts > 0, pooled, self.null_vector.expand(len(captions), -1))
         return TextConditioning(txt, y)
 
     def null(self, batch_size: int) -> TextConditioning:
@@ -80,7 +99,7 @@ class VocabConditioner(nn.Module, TextConditioner):
     # ---- persistence ----------------------------------------------------------------------------------
     def spec(self) -> dict[str, Any]:
         return {"kind": self.kind, "vocabulary": self.vocabulary, "context_dim": self.context_dim,
-                "vector_dim": self.vector_dim, "max_tokens": self.max_tokens}
+                "vector_dim": self.vector_dim, "max_tokens": self.max_tokens, "pooling": self.pooling}
 
     def save(self, folder: str | os.PathLike) -> Path:
         from safetensors.torch import save_file
@@ -96,7 +115,8 @@ class VocabConditioner(nn.Module, TextConditioner):
     def from_spec(cls, spec: dict[str, Any], folder: str | os.PathLike | None = None) -> "VocabConditioner":
         """Rebuild from `spec`; with a folder, load its trained weights (strictly), else start fresh."""
         try:
-            encoder = cls(spec["vocabulary"], spec["context_dim"], spec["vector_dim"], spec["max_tokens"])
+            encoder = cls(spec["vocabulary"], spec["context_dim"], spec["vector_dim"], spec["max_tokens"],
+                          spec.get("pooling", "mean"))  # folders written before pooling was a choice: "mean"
         except KeyError as missing:
             raise FluxbenchError(f"vocab conditioner spec: missing field {missing}") from None
         if folder is not None:

@@ -1,7 +1,8 @@
 """Procedural captioned music clips for the offline demo corpus (numpy only, deterministic from a seed).
 
 Each clip is a melody over a chord accompaniment (optionally with a drum beat). What the caption names is
-what the audio contains: the instruments (additive-synthesis timbres with their own envelopes), the tempo
+what the audio contains, note for note (the melody is a fixed arpeggio figure on the scale, so a model that
+follows the caption can reproduce every pitch): the instruments (additive-synthesis timbres with their own envelopes), the tempo
 (beats per minute), key and mode (the scale and the chord progression), the melody's register (octave)
 and the dynamics (level and brightness). Clip k of a split is a pure function of (seed, split, k).
 
@@ -15,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-SYNTH_VERSION = 1  # bump when rendering changes, so cached clips are not mixed across versions
+SYNTH_VERSION = 2  # bump when rendering changes, so cached clips are not mixed across versions
 SAMPLE_RATE = 16_000
 DURATION = 2.56
 SPLITS = {"train": 1, "heldout": 2}  # separate random streams: held-out clips are never training clips
@@ -29,6 +30,7 @@ REGISTERS = {"low": 48, "middle": 60, "high": 72}  # MIDI note of the melody's t
 DYNAMICS = {"soft": 0.3, "loud": 0.85}
 MELODY_INSTRUMENTS = ["piano", "organ", "flute", "strings", "bell", "guitar"]
 CHORD_INSTRUMENTS = ["piano", "organ", "strings", "pad"]
+MELODY_FIGURE = [0, 2, 4, 7, 4, 2]  # scale degrees, one per beat: tonic triad up to the octave and back
 
 
 @dataclass(frozen=True)
@@ -189,17 +191,14 @@ def render(spec: ClipSpec, rng: np.random.Generator, duration: float = DURATION,
             chords[start:start + length] += _note(spec.chords, midi, length, brightness, rng, sample_rate)
     mix += 0.35 * chords / 3
 
-    # Melody: a random walk on the scale, eighth or quarter notes, starting on a chord tone.
+    # Melody: the arpeggio figure on the scale, one note per beat, so the caption determines every note.
     melody = np.zeros(samples)
-    position, degree = 0.0, int(rng.choice([0, 2, 4]))
-    while position * sample_rate < samples:
-        length_beats = float(rng.choice([0.5, 1.0], p=[0.6, 0.4]))
-        start = int(position * sample_rate)
-        length = min(samples - start, int(length_beats * beat * sample_rate))
+    for index, start_beat in enumerate(np.arange(0, samples / sample_rate / beat, 1.0)):
+        degree = MELODY_FIGURE[index % len(MELODY_FIGURE)]
+        start = int(start_beat * beat * sample_rate)
+        length = min(samples - start, int(beat * sample_rate))
         midi = tonic + scale[degree % 7] + 12 * (degree // 7)
         melody[start:start + length] += _note(spec.melody, midi, length, brightness, rng, sample_rate)
-        degree = int(np.clip(degree + rng.choice([-2, -1, -1, 1, 1, 2]), -3, 9))
-        position += length_beats * beat
     mix += 0.6 * melody
     if spec.drums:
         mix += 0.5 * _drums(samples, beat, rng, sample_rate)
