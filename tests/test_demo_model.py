@@ -25,7 +25,7 @@ def overfit(tmp_path_factory):
     root = tmp_path_factory.mktemp("overfit")
     corpus = DemoSet("train", size=2, duration=OVERFIT_SECONDS, root=root / "corpus")
     recipe = demo_config(out=str(root / "model"), manifest=str(corpus.write_manifest()), duration=OVERFIT_SECONDS,
-                         steps=600, global_batch=2, micro_batch=2, warmup_steps=10, ema_decay=0.9, save_every=600,
+                         steps=900, global_batch=2, micro_batch=2, warmup_steps=10, ema_decay=0.9, save_every=900,
                          null_prob=0.0)
     folder = train(recipe, device_choice="cpu", progress=False)
     model = FluxMusicModel.from_folder(folder, device="cpu")
