@@ -74,7 +74,7 @@ def audioldm_eval_loop(gen: Path, ref: Path, weights: dict[str, Path]) -> dict[s
     from fluxbench.protocols.metrics.frechet import reference_frechet_distance
     from fluxbench.protocols.metrics.inception import inception_score
     from fluxbench.protocols.metrics.kl import kl_divergence
-    from fluxbench.protocols.metrics.preprocess import reference_waveform
+    from fluxbench.protocols.metrics.frontend import reference_waveform
 
     cnn14 = build_cnn14(CNN14_CONFIGS["panns-16k"])
     cnn14.load_state_dict(read_state_dict(weights["panns-16k"], "CNN14"))

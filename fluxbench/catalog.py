@@ -65,25 +65,14 @@ from fluxbench.models.baselines.specs import SPECS as _BASELINES, factory_target
 for _spec in _BASELINES.values():
     register("model", _spec.name, _baseline_target(_spec), _spec.summary, **_spec.facts())
 
-# Metrics and their backbones (facts only; fluxbench.protocols.metrics computes them).
-for _name, _target, _summary, _facts in [
-    ("fad", "fluxbench.protocols.metrics.frechet:frechet_distance",
-     "Frechet distance of VGGish frames (0.96 s, pre-ReLU, no PCA), all frames pooled",
-     dict(backbone="vggish", reference_name="frechet_audio_distance", lower_is_better=True)),
-    ("fd", "fluxbench.protocols.metrics.frechet:frechet_distance",
-     "Frechet distance of PANNs CNN14 2048-d clip embeddings",
-     dict(backbone="panns-16k", reference_name="frechet_distance", lower_is_better=True)),
-    ("kl", "fluxbench.protocols.metrics.kl:kl_divergence",
-     "KL(reference || generated) of CNN14 class posteriors, pairs matched by file name (softmax and sigmoid)",
-     dict(backbone="panns-16k", reference_name="kullback_leibler_divergence_softmax", lower_is_better=True)),
-    ("is", "fluxbench.protocols.metrics.inception:inception_score",
-     "Inception Score of CNN14 posteriors, 10 splits after the RandomState(2020) shuffle",
-     dict(backbone="panns-16k", reference_name="inception_score_mean", lower_is_better=False)),
-    ("clap", "fluxbench.protocols.metrics.clap_score:clap_score",
-     "mean cosine between CLAP text and audio embeddings of each prompt and its clip",
-     dict(backbone="clap", lower_is_better=False)),
-]:
-    register("metric", _name, _target, _summary, **_facts)
+# Metrics, from the metric table (which defines them), and their backbones (facts only).
+from fluxbench.protocols.metrics.table import METRICS as _METRICS  # noqa: E402
+
+for _metric in _METRICS:
+    _first = _metric.values[0]
+    register("metric", _metric.name, _metric.compute, _metric.summary, backbone=_metric.source()[0],
+             **({"reference_name": _first.reference_name} if _first.reference_name else {}),
+             lower_is_better=_first.lower_is_better)
 
 for _name, _target, _summary, _facts in [
     ("vggish", "fluxbench.protocols.metrics.backbones.vggish:VGGishBackbone.from_weights",

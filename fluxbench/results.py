@@ -16,7 +16,8 @@ Layout (schema_version 1):
   "timing":   {"preflight_s", "load_model_s" (includes training a model on first use), "train_s" (the model
                folder's training), "generate_s" (all processes), "score_s", "wall_s", ["anchors_s"]}
 }
-Metric keys are those of `METRICS` below; a key a reader does not know is kept and shown under its own name.
+Metric keys are those of the metric table (`fluxbench.protocols.metrics.table.RESULT_KEYS`, also `METRICS`
+below); a key a reader does not know is kept and shown under its own name.
 """
 
 from __future__ import annotations
@@ -24,50 +25,20 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fluxbench import FluxbenchError
 from fluxbench.atomic import write_json
+from fluxbench.protocols.metrics.table import RESULT_KEYS
 
 SCHEMA = "fluxbench.results"
 SCHEMA_VERSION = 1
 REQUIRED = ("model", "set", "settings", "metrics")
 
 
-@dataclass(frozen=True)
-class MetricInfo:
-    label: str  # column header, as in the paper's tables
-    lower_is_better: bool
-    description: str
-
-
-METRICS: dict[str, MetricInfo] = {
-    "fad": MetricInfo("FAD", True, "Frechet distance of VGGish frame embeddings (audioldm_eval convention)"),
-    "fd": MetricInfo("FD", True, "Frechet distance of PANNs CNN14 clip embeddings"),
-    "kl_softmax": MetricInfo("KL", True, "KL(reference || generated) of PANNs class posteriors, softmax"),
-    "kl_sigmoid": MetricInfo("KL-sig", True, "the sigmoid variant of the KL above"),
-    "is": MetricInfo("IS", False, "Inception Score over PANNs class posteriors (10 splits)"),
-    "clap": MetricInfo("CLAP", False, "mean text-audio cosine similarity of CLAP embeddings"),
-    "fad_inf": MetricInfo("FAD-inf", True, "FAD extrapolated to infinitely many generated clips"),
-    "fd_inf": MetricInfo("FD-inf", True, "FD extrapolated to infinitely many generated clips"),
-}
-# The weight-free descriptor backbone reports the same computations under "descriptor_<key>"; the labels say
-# "desc." and avoid the name FAD, so nobody reads them as the paper's metrics.
-_DESCRIPTOR_LABELS = {"fad": "desc. FD (frames)", "fd": "desc. FD (clips)", "kl_softmax": "desc. KL",
-                      "kl_sigmoid": "desc. KL-sig", "is": "desc. IS", "fad_inf": "desc. FD-inf (frames)",
-                      "fd_inf": "desc. FD-inf (clips)"}
-METRICS.update({f"descriptor_{key}": MetricInfo(label, METRICS[key].lower_is_better,
-                                                f"{METRICS[key].description}, on the weight-free descriptor instead")
-                for key, label in _DESCRIPTOR_LABELS.items()})
-# Beyond the paper: KAD (kadtk) and fadtk's FAD backbones, reported as "<backbone>_fad" / "<backbone>_kad".
-METRICS["kad"] = MetricInfo("KAD", True, "Kernel Audio Distance (kadtk convention) of VGGish frame embeddings")
-METRICS["descriptor_kad"] = MetricInfo("desc. KAD", True, "KAD of the weight-free descriptor frames")
-for _backbone, _short in (("clap-laion-music", "CLAP"), ("MERT-v1-95M", "MERT"), ("encodec-emb", "EnCodec")):
-    METRICS[f"{_backbone}_fad"] = MetricInfo(f"FAD-{_short}", True, f"Frechet distance of fadtk's {_backbone} frames")
-    METRICS[f"{_backbone}_fad_inf"] = MetricInfo(f"FAD-{_short}-inf", True, f"FAD-{_short} extrapolated to infinite N")
-    METRICS[f"{_backbone}_kad"] = MetricInfo(f"KAD-{_short}", True, f"KAD of kadtk's {_backbone} rows")
+# Every results key with its label, direction and description: the metric table's, for every backbone.
+METRICS = RESULT_KEYS
 
 
 class ResultsError(FluxbenchError):

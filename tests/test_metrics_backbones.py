@@ -15,7 +15,8 @@ from fluxbench.protocols.metrics.backbones import BackboneError, read_state_dict
 from fluxbench.protocols.metrics.backbones.panns import CNN14_CONFIGS, Cnn14Backbone, build_cnn14
 from fluxbench.protocols.metrics.backbones.vggish import (VGGishBackbone, VGGishConfig, build_vggish,
                                                           log_mel_examples)
-from fluxbench.protocols.metrics.preprocess import MIN_SAMPLES, pairing, reference_waveform, sinc_resample
+from fluxbench.protocols.metrics.clips import pairing
+from fluxbench.protocols.metrics.frontend import MIN_SAMPLES, reference_waveform, sinc_resample
 
 
 # ---- resampler --------------------------------------------------------------------------------------------

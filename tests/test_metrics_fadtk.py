@@ -53,7 +53,7 @@ def test_pcm16_is_a_16_bit_wav_round_trip(tmp_path):
 
 def test_kaiser_resampler_is_the_windowed_sinc_formula():
     # Evaluate torchaudio's sinc_interp_kaiser kernel directly at each output time (44.1 kHz -> 48 kHz).
-    from fluxbench.protocols.metrics.preprocess import sinc_resample
+    from fluxbench.protocols.metrics.frontend import sinc_resample
 
     rng = np.random.default_rng(1)
     wave = rng.standard_normal(441).astype(np.float64)
@@ -79,7 +79,7 @@ def test_fadtk_waveform_mixes_down_resamples_and_quantises(tmp_path):
     assert wave.size == math.ceil(stereo.shape[1] * 48000 / 44100)
     np.testing.assert_array_equal(wave * 32768, np.rint(wave * 32768))  # on the 16-bit grid
     from fluxbench.audio import read_audio
-    from fluxbench.protocols.metrics.preprocess import sinc_resample
+    from fluxbench.protocols.metrics.frontend import sinc_resample
 
     audio, _ = read_audio(tmp_path / "s.wav")
     expected = pcm16(sinc_resample(audio.mean(axis=0), 44100, 48000, 64, fadtk_module.RESAMPLE_ROLLOFF,

@@ -205,7 +205,7 @@ def test_clipping_is_measured_per_clip_and_heavily_clipped_clips_are_named(folde
 
 
 def test_backbones_on_one_front_end_decode_each_file_once_with_unchanged_results(folders, tmp_path, monkeypatch):
-    from fluxbench.protocols.metrics import preprocess
+    from fluxbench.protocols.metrics import frontend
     from fluxbench.protocols.metrics.backbones import Backbone
 
     gen, ref = folders
@@ -213,8 +213,8 @@ def test_backbones_on_one_front_end_decode_each_file_once_with_unchanged_results
     save_tiny_cnn14(tmp_path / "cnn14.pth")
     weights = {"vggish": tmp_path / "vggish.pth", "panns-16k": tmp_path / "cnn14.pth"}
     reads = []
-    original = preprocess.reference_waveform
-    monkeypatch.setattr(preprocess, "reference_waveform", lambda path, rate: reads.append(Path(path).name)
+    original = frontend.reference_waveform
+    monkeypatch.setattr(frontend, "reference_waveform", lambda path, rate: reads.append(Path(path).name)
                         or original(path, rate))
     shared = score_folders(gen, ref, metrics="fad,fd,kl", bootstrap=5, weights=weights, cache_dir=None, device="cpu")
     assert len(reads) == 24 and len(set(reads)) == 12  # 12 generated + 12 reference files, each read once

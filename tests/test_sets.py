@@ -106,11 +106,11 @@ def test_one_list_of_audio_suffixes():
     """Set lookup, scoring, reports and listening tests share one list, and it is what read_audio accepts."""
     import fluxbench.audio as audio
     import fluxbench.human_eval.design as design
-    import fluxbench.protocols.metrics.preprocess as preprocess
+    import fluxbench.protocols.metrics.clips as clips
     import fluxbench.protocols.sets.captions_csv as captions_csv
     import fluxbench.reports.build as build
 
-    for module in (design, preprocess, captions_csv, build):
+    for module in (design, clips, captions_csv, build):
         assert module.AUDIO_SUFFIXES is audio.AUDIO_SUFFIXES, module.__name__
     assert ".m4a" not in audio.AUDIO_SUFFIXES
     assert audio.unsupported_format("x.M4A").startswith("unsupported format .m4a")

@@ -6,11 +6,7 @@ import argparse
 from pathlib import Path
 
 from fluxbench.inputs import existing_dir, existing_file, output_dir, output_file, resample_count, seed_int, text_file
-
-METRIC_LABELS = {"fad": "FAD (VGGish)", "fd": "FD (PANNs)", "kl_softmax": "KL (softmax)",
-                 "kl_sigmoid": "KL (sigmoid)", "is": "IS", "clap": "CLAP score",
-                 "fad_inf": "FAD-inf", "fd_inf": "FD-inf", "kad": "KAD (VGGish)"}
-FADTK_BACKBONES = ("clap-laion-music", "MERT-v1-95M", "encodec-emb")
+from fluxbench.protocols.metrics.table import BACKBONE_CHOICES, FADTK_BACKBONES, NAMES, RESULT_KEYS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,9 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of reference audio (needed for fd, kl, kad, and fad without --ref-stats)")
     parser.add_argument("--captions", type=text_file,
                         help="CSV with a file/id column and a caption column (CLAP score)")
-    parser.add_argument("--metrics", help="comma-separated subset of fad,fd,kl,is,clap,kad "
+    parser.add_argument("--metrics", help=f"comma-separated subset of {','.join(NAMES)} "
                                           "(default: every metric the backbone and inputs allow)")
-    parser.add_argument("--backbone", default="paper", choices=("paper", "descriptor") + FADTK_BACKBONES,
+    parser.add_argument("--backbone", default="paper", choices=BACKBONE_CHOICES,
                         help="paper: VGGish FAD/KAD, PANNs FD/KL/IS, CLAP (real weights); descriptor: weight-free "
                              "signal statistics, reported as descriptor_* (not comparable to FAD); "
                              "clap-laion-music, MERT-v1-95M, encodec-emb: fadtk's FAD backbones (fad, kad), "
@@ -85,7 +81,7 @@ def main(args: argparse.Namespace) -> int:
 def format_table(results: dict) -> str:
     rows = [("metric", "value", "95% CI", "n", "backbone")]
     for key, entry in results["metrics"].items():
-        label = METRIC_LABELS.get(key, key)
+        label = RESULT_KEYS[key].long_label if key in RESULT_KEYS else key
         value = f"{entry['value']:.4f}" + (f" (std {entry['std']:.3f})" if "std" in entry else "")
         ci = entry.get("ci95")
         rows.append((label, value, f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "-", str(entry["n"]), entry["backbone"]))

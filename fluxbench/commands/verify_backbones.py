@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 
 from fluxbench.inputs import existing_dir, positive_float
-
-FADTK_BACKBONES = ("clap-laion-music", "MERT-v1-95M", "encodec-emb")
+from fluxbench.protocols.metrics.table import FADTK_BACKBONES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

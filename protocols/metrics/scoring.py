@@ -5,10 +5,10 @@
                   clap_long_clips="first", weights=None, weights_dir=None, device=None, progress=False,
                   kad_bandwidth="generated", ref_stats=None) -> dict
 
-- metrics: names from METRICS ("fad", "fd", "kl", "is", "clap", "kad"), a list or a comma-separated string; None
-  means every metric of the paper that the backbone offers and the inputs allow (CLAP only with captions, IS
-  only with >= 10 clips, KL only for paired folders), with the reason for each one left out under
-  "skipped_metrics"; fad and kad for fadtk's backbones.
+- metrics: names from the metric table, `table.py` ("fad", "fd", "kl", "is", "clap", "kad"), a list or a
+  comma-separated string; None means every metric of the paper that the backbone offers and the inputs allow
+  (CLAP only with captions, IS only with >= 10 clips, KL only for paired folders), with the reason for each one
+  left out under "skipped_metrics"; fad and kad for fadtk's backbones.
 - backbone: "paper" (VGGish FAD, PANNs CNN14 FD/KL/IS, CLAP; real weights resolved by fluxbench.weights) or
   "descriptor" (weight-free signal statistics; keys prefixed "descriptor_", never comparable to FAD), or one of
   fadtk's FAD backbones "clap-laion-music", "MERT-v1-95M", "encodec-emb" (FAD and KAD only; keys prefixed
@@ -31,88 +31,40 @@ Returns a JSON-serialisable dict:
      "warnings": [...], "settings": {...}}
 Metric keys: fad, fd, kl_softmax, kl_sigmoid, is (with "std"), clap, kad, fad_inf, fd_inf; with the descriptor
 backbone the same keys prefixed "descriptor_". "reference_name" is audioldm_eval's key for the same number.
+
+Which clips are read and how they pair is `clips.py`; each metric's definition and requirements are `table.py`,
+its computation `compute.py`. This module plans, embeds (through the cache) and collects.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from fluxbench import FluxbenchError, __version__
-from fluxbench.audio import AudioError, read_audio
-from fluxbench.protocols.metrics.bootstrap import (bootstrap_frechet, bootstrap_frechet_to_stats,
-                                                   bootstrap_inception, bootstrap_kad, bootstrap_mean, frechet_inf,
-                                                   rng_for)
-from fluxbench.protocols.metrics.cache import EmbeddingCache, content_hash
-from fluxbench.protocols.metrics.clap_score import clap_cosines
-from fluxbench.protocols.metrics.frechet import (GaussianStats, UnreliableEstimateWarning, frechet_distance,
-                                                 frechet_to_reference)
-from fluxbench.protocols.metrics.inception import inception_score, per_clip_inception_kl
-from fluxbench.protocols.metrics.kad import kad_terms
-from fluxbench.protocols.metrics.kl import kl_divergence
-from fluxbench.protocols.metrics.preprocess import FRONTEND, list_audio, pairing
+from fluxbench import __version__
+from fluxbench.protocols.metrics.cache import EmbeddingCache
+from fluxbench.protocols.metrics.clips import (CLIPPED_WARN_FRACTION, MIN_SECONDS, ClipSet, Pairing, ScoreError,
+                                               audit_file, collect_clips, match_captions, pairing,
+                                               pairing_summary, read_captions)
+from fluxbench.protocols.metrics.compute import MetricInputs
+from fluxbench.protocols.metrics.frechet import GaussianStats, UnreliableEstimateWarning
+from fluxbench.protocols.metrics.frontend import FRONTEND
+from fluxbench.protocols.metrics.table import (BACKBONE_CHOICES, FADTK_BACKBONES, IS_SEED, IS_SPLITS, NAMES,
+                                               PAPER_METRICS, Metric, key_prefix, metric, sources)
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "fluxbench.score"
 SCHEMA_VERSION = 1
-METRICS = ("fad", "fd", "kl", "is", "clap", "kad")
-PAPER_METRICS = ("fad", "fd", "kl", "is", "clap")  # the default set; KAD (beyond the paper) is asked for by name
-FADTK_BACKBONES = ("clap-laion-music", "MERT-v1-95M", "encodec-emb")
-BACKBONE_CHOICES = ("paper", "descriptor") + FADTK_BACKBONES
 PANNS_CHOICES = ("panns-16k", "panns-32k")
-IS_SPLITS = 10
-IS_SEED = 2020
-MIN_SECONDS = 0.1  # shorter files are broken generations, not music: skipped and counted
-SILENCE_PEAK = 1.0 / 32768  # below one 16-bit step everywhere: digital silence (kept, counted, warned)
-CLIP_LEVEL = 1.0 - 2.0 / 32768  # at full scale within 16-bit rounding: the sample was clipped
-CLIPPED_WARN_FRACTION = 0.001  # clips with more clipped samples than this are named in a warning
 EMBED_BATCH = 8
-REFERENCE_NAMES = {"fad": "frechet_audio_distance", "fd": "frechet_distance",
-                   "kl_softmax": "kullback_leibler_divergence_softmax",
-                   "kl_sigmoid": "kullback_leibler_divergence_sigmoid", "is": "inception_score_mean"}
-CAPTION_ID_COLUMNS = ("file", "filename", "file_name", "path", "id", "ytid", "name")
-CAPTION_TEXT_COLUMNS = ("caption", "text", "prompt", "description")
-
-
-class ScoreError(FluxbenchError):
-    pass
-
-
-@dataclass
-class Clip:
-    key: str  # pairing key and per-clip key: the file name, or the id in ids mode
-    path: Path
-    digest: str
-
-
-@dataclass
-class ClipSet:
-    role: str
-    folder: Path
-    files: int
-    clips: list[Clip] = field(default_factory=list)
-    silent: list[str] = field(default_factory=list)
-    skipped: list[dict[str, str]] = field(default_factory=list)
-    clipped: dict[str, float] = field(default_factory=dict)  # clip key -> fraction of samples at full scale
-
-    def heavily_clipped(self) -> dict[str, float]:
-        return {key: value for key, value in self.clipped.items() if value > CLIPPED_WARN_FRACTION}
-
-    def summary(self) -> dict[str, Any]:
-        fractions = list(self.clipped.values())
-        return {"dir": str(self.folder), "files": self.files, "scored": len(self.clips), "silent": self.silent,
-                "clipped_fraction": float(np.mean(fractions)) if fractions else 0.0,
-                "clipped": self.heavily_clipped()}
+# The runner and the score command reach these through the scorer.
+__all__ = ["ScoreError", "audit_file", "backbones_for", "read_captions", "score_folders"]
 
 
 def score_folders(gen_dir, ref_dir=None, metrics=None, backbone: str = "paper", captions=None,
@@ -133,9 +85,9 @@ def score_folders(gen_dir, ref_dir=None, metrics=None, backbone: str = "paper", 
     kad_bandwidth = _parse_kad_bandwidth(kad_bandwidth)
     stats_source, reference_stats = _reference_stats(ref_stats, backbone)
     id_list = list(ids) if ids is not None else None
-    generated = _collect(gen_dir, "generated", id_list)
-    reference = _collect(ref_dir, "reference", id_list) if ref_dir is not None else None
-    caption_map = _captions_for(captions, generated.clips) if captions is not None else None
+    generated = collect_clips(gen_dir, "generated", id_list)
+    reference = collect_clips(ref_dir, "reference", id_list) if ref_dir is not None else None
+    caption_map = match_captions(captions, generated.clips) if captions is not None else None
     plan, skipped_metrics = _plan(requested, explicit, backbone, panns, generated, reference, caption_map,
                                   reference_stats is not None)
 
@@ -144,35 +96,25 @@ def score_folders(gen_dir, ref_dir=None, metrics=None, backbone: str = "paper", 
     cache = EmbeddingCache(cache_dir)
     sets = {"generated": generated, "reference": reference}
     needed = {(name, "generated") for name, _ in plan.values()}
-    needed |= {(name, "reference") for metric, (name, _) in plan.items()
-               if metric in ("fd", "kl", "kad") or (metric == "fad" and reference_stats is None)}
+    needed |= {(name, "reference") for name_of_metric, (name, _) in plan.items()
+               if _reads_reference(name_of_metric, reference_stats is not None)}
     outputs = _embed_all(backbones, sets, needed, cache, progress)
 
-    prefix = {"paper": "", "descriptor": "descriptor_"}.get(backbone, f"{backbone}_")
     results: dict[str, dict[str, Any]] = {}
     per_clip: dict[str, dict[str, float]] = {clip.key: {} for clip in generated.clips}
     notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnreliableEstimateWarning)
-        for metric, (name, output) in plan.items():
-            gen_out = outputs[(name, "generated")]
-            ref_out = outputs.get((name, "reference"))
-            if metric == "fad" and reference_stats is not None:
-                _frechet_to_stats_metric(prefix, name, output, generated, gen_out, reference_stats, stats_source,
-                                         bootstrap, seed, fad_inf, results, per_clip, notes)
-            elif metric in ("fad", "fd"):
-                _frechet_metric(metric, prefix, name, output, generated, reference, gen_out, ref_out, bootstrap,
-                                seed, fad_inf, results, per_clip, notes, backbones[name].device)
-            elif metric == "kad":
-                _kad_metric(prefix, name, output, generated, reference, gen_out, ref_out, kad_bandwidth, bootstrap,
-                            seed, results, per_clip, notes)
-            elif metric == "kl":
-                _kl_metric(prefix, name, generated, reference, gen_out, ref_out, bootstrap, seed, results, per_clip)
-            elif metric == "is":
-                _is_metric(prefix, name, generated, gen_out, bootstrap, seed, results, per_clip)
-            else:
-                _clap_metric(backbones[name], generated, gen_out, caption_map, bootstrap, seed, results, per_clip,
-                             notes)
+        for name_of_metric, (name, output) in plan.items():
+            definition = metric(name_of_metric)
+            outcome = definition.function()(MetricInputs(
+                definition, key_prefix(backbone), backbones[name], output, generated, outputs[(name, "generated")],
+                reference, outputs.get((name, "reference")), reference_stats, stats_source, caption_map,
+                bootstrap, seed, fad_inf, kad_bandwidth))
+            results.update(outcome.entries)
+            for clip, values in outcome.per_clip.items():
+                per_clip[clip].update(values)
+            notes += outcome.notes
     notes += sorted({str(w.message) for w in caught if issubclass(w.category, UnreliableEstimateWarning)})
     if generated.silent:
         notes.append(f"{len(generated.silent)} generated clip(s) are digital silence and were scored as such")
@@ -196,7 +138,7 @@ def score_folders(gen_dir, ref_dir=None, metrics=None, backbone: str = "paper", 
         "per_clip": {key: values for key, values in per_clip.items() if values},
         "generated": generated.summary(),
         "reference": reference.summary() if reference is not None else None,
-        "pairing": _pairing_summary(generated, reference, id_list is not None),
+        "pairing": pairing_summary(generated, reference, id_list is not None),
         "skipped": generated.skipped + (reference.skipped if reference is not None else []),
         "skipped_metrics": skipped_metrics,
         "warnings": notes,
@@ -208,17 +150,16 @@ def score_folders(gen_dir, ref_dir=None, metrics=None, backbone: str = "paper", 
     }
 
 
-# ---- inputs ---------------------------------------------------------------------------------------------
+# ---- options --------------------------------------------------------------------------------------------
 def _parse_metrics(metrics) -> list[str]:
     if metrics is None:
         return list(PAPER_METRICS)
     names = [m.strip().lower() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
-    unknown = [m for m in names if m not in METRICS]
+    unknown = [m for m in names if m not in NAMES]
     if unknown or not names:
         raise ScoreError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; expected some of "
-                         f"{', '.join(METRICS)}")
+                         f"{', '.join(NAMES)}")
     return list(dict.fromkeys(names))
-
 
 def _parse_kad_bandwidth(value) -> str | float:
     from fluxbench.protocols.metrics.kad import BANDWIDTH_RULES
@@ -245,149 +186,58 @@ def _reference_stats(ref_stats, backbone: str) -> tuple[str | None, GaussianStat
     return f"{path}:{key}", load_reference_stats(path, key)
 
 
-def _collect(folder, role: str, ids: list[str] | None) -> ClipSet:
-    files = list_audio(folder, role)
-    if ids is not None:
-        wanted = set(ids)
-        files = [f for f in files if f.stem in wanted]
-    clip_set = ClipSet(role, Path(folder), len(files))
-    seen: dict[str, Path] = {}
-    for path in files:
-        key = path.stem if ids is not None else path.name
-        if key in seen:
-            raise ScoreError(f"{role} folder {folder}: {seen[key].name} and {path.name} have the same id {key!r}")
-        seen[key] = path
-        reason, clipped = audit_file(path)
-        if reason == "silent":
-            clip_set.silent.append(key)
-        elif reason:
-            clip_set.skipped.append({"set": role, "file": path.name, "reason": reason})
-            continue
-        clip_set.clipped[key] = clipped
-        clip_set.clips.append(Clip(key, path, content_hash(path)))
-    if clip_set.skipped:
-        log.warning("%s: skipped %d of %d files (%s)", folder, len(clip_set.skipped), len(files),
-                    "; ".join(f"{s['file']}: {s['reason']}" for s in clip_set.skipped[:3])
-                    + (" ..." if len(clip_set.skipped) > 3 else ""))
-    if len(clip_set.clips) < 2:
-        raise ScoreError(f"{role} folder {folder}: {len(clip_set.clips)} usable clip(s) of {len(files)} "
-                         f"file(s); metrics need at least 2" + (f" ({len(clip_set.skipped)} skipped, first: "
-                                                               f"{clip_set.skipped[0]['reason']})"
-                                                               if clip_set.skipped else ""))
-    return clip_set
-
-
-def audit_file(path: Path) -> tuple[str | None, float]:
-    """(why the file cannot be scored, or "silent" for digital silence, which is scored, or None;
-    the fraction of its samples clipped at full scale)."""
-    try:
-        audio, rate = read_audio(path)
-    except AudioError as error:
-        return str(error).split(": ", 1)[-1], 0.0
-    seconds = audio.shape[-1] / rate
-    if seconds < MIN_SECONDS:
-        return f"too short ({seconds:.3f} s < {MIN_SECONDS} s)", 0.0
-    clipped = float(np.mean(np.abs(audio) >= CLIP_LEVEL))
-    if np.abs(audio[0]).max() < SILENCE_PEAK:
-        return "silent", clipped
-    return None, clipped
-
-
-def read_captions(path: str | os.PathLike) -> dict[str, str]:
-    """Captions CSV with a header: an id column (file/id/...) and a caption column (caption/text/prompt)."""
-    from fluxbench.inputs import read_text
-
-    path = Path(path)
-    if not path.is_file():
-        raise ScoreError(f"captions file {path} does not exist")
-    with io.StringIO(read_text(path, "captions file"), newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = {c.strip().lower(): c for c in reader.fieldnames or []}
-        id_column = next((columns[c] for c in CAPTION_ID_COLUMNS if c in columns), None)
-        text_column = next((columns[c] for c in CAPTION_TEXT_COLUMNS if c in columns), None)
-        if id_column is None or text_column is None:
-            raise ScoreError(f"captions file {path}: columns {list(columns)}; expected one of "
-                             f"{'/'.join(CAPTION_ID_COLUMNS)} and one of {'/'.join(CAPTION_TEXT_COLUMNS)}")
-        table = {}
-        for line, row in enumerate(reader, start=2):
-            key, text = (row.get(id_column) or "").strip(), (row.get(text_column) or "").strip()
-            if not key or not text:
-                raise ScoreError(f"captions file {path}, line {line}: empty {id_column!r} or {text_column!r}")
-            if Path(key).name in table:
-                raise ScoreError(f"captions file {path}, line {line}: {key!r} already has a caption")
-            table[Path(key).name] = text
-    return table
-
-
-def _captions_for(captions, clips: list[Clip]) -> dict[str, str]:
-    table = read_captions(captions) if isinstance(captions, (str, os.PathLike)) else dict(captions)
-    matched = {}
-    for clip in clips:
-        for candidate in (clip.key, clip.path.name, clip.path.stem):
-            if candidate in table:
-                matched[clip.key] = table[candidate]
-                break
-    return matched
-
-
-def metric_sources(backbone: str = "paper", panns: str = "panns-16k") -> dict[str, tuple[str, str]]:
-    """metric -> (backbone name, output name) for the "paper" or "descriptor" backbone or a fadtk backbone."""
-    if backbone == "paper":
-        return {"fad": ("vggish", "frames"), "fd": (panns, "embedding"), "kl": (panns, "logits"),
-                "is": (panns, "logits"), "clap": ("clap", "audio"), "kad": ("vggish", "frames")}
-    if backbone in FADTK_BACKBONES:  # FAD on their frames, KAD on kadtk's 1 s rows
-        return {"fad": (backbone, "frames"), "kad": (backbone, "kad_frames")}
-    return {"fad": ("descriptor", "frames"), "fd": ("descriptor", "embedding"), "kl": ("descriptor", "logits"),
-            "is": ("descriptor", "logits"), "kad": ("descriptor", "frames")}
-
-
 def backbones_for(metrics=None, backbone: str = "paper", panns: str = "panns-16k") -> list[str]:
     """The backbones that scoring `metrics` (None: all) would load, before any audio is read."""
-    sources = metric_sources(backbone, panns)
-    return sorted({sources[m][0] for m in _parse_metrics(metrics) if m in sources})
+    sources_of = sources(backbone, panns)
+    return sorted({sources_of[m][0] for m in _parse_metrics(metrics) if m in sources_of})
 
 
 def _plan(requested: list[str], explicit: bool, backbone: str, panns: str, generated: ClipSet,
           reference: ClipSet | None, captions: dict[str, str] | None,
           has_ref_stats: bool = False) -> tuple[dict[str, tuple[str, str]], dict]:
     """metric -> (backbone name, output name), and the metrics left out with why."""
-    sources = metric_sources(backbone, panns)
+    sources_of = sources(backbone, panns)
     paired = (pairing([c.key for c in generated.clips], [c.key for c in reference.clips])
               if reference is not None else None)
     plan, skipped = {}, {}
-    for metric in requested:
-        reason = None
-        if metric not in sources:
-            reason = f"the {backbone} backbone has no {metric.upper()}; use --backbone paper"
-        elif metric == "fad" and reference is None and not has_ref_stats:
-            reason = "needs a reference folder or --ref-stats"
-        elif metric in ("fd", "kl", "kad") and reference is None:
-            reason = "needs a reference folder" + (" (reference statistics serve FAD only)" if has_ref_stats else "")
-        elif metric == "kl" and not paired.paired:
-            reason = f"folders are unpaired ({paired.describe()})"
-        elif metric == "is" and len(generated.clips) < IS_SPLITS:
-            reason = f"needs at least {IS_SPLITS} generated clips for its {IS_SPLITS} splits, got {len(generated.clips)}"
-        elif metric == "clap" and not captions:
-            reason = ("needs captions (--captions CSV)" if captions is None else
-                      "no caption matches a generated file name or id")
+    for name in requested:
+        reason = _why_not(metric(name), name in sources_of, backbone, generated, reference, paired, captions,
+                          has_ref_stats)
         if reason is None:
-            plan[metric] = sources[metric]
-        elif explicit and not (metric == "kl" and "unpaired" in reason):
-            raise ScoreError(f"{metric}: {reason}")
+            plan[name] = sources_of[name]
+        elif explicit and not (metric(name).needs_pairs and "unpaired" in reason):
+            raise ScoreError(f"{name}: {reason}")
         else:
-            skipped[metric] = reason
-            log.warning("%s skipped: %s", metric, reason)
+            skipped[name] = reason
+            log.warning("%s skipped: %s", name, reason)
     if not plan:
         raise ScoreError("no metric can be computed: " + "; ".join(f"{m}: {r}" for m, r in skipped.items()))
     return plan, skipped
 
 
-def _pairing_summary(generated: ClipSet, reference: ClipSet | None, by_id: bool) -> dict[str, Any] | None:
-    if reference is None:
-        return None
-    info = pairing([c.key for c in generated.clips], [c.key for c in reference.clips])
-    return {"paired": info.paired, "shared": info.shared, "generated": info.generated,
-            "reference": info.reference, "key": "id (file stem)" if by_id else "file name"}
+def _why_not(definition: Metric, offered: bool, backbone: str, generated: ClipSet, reference: ClipSet | None,
+             paired: Pairing | None, captions: dict[str, str] | None, has_ref_stats: bool) -> str | None:
+    """Why the inputs do not allow this metric, or None when they do."""
+    if not offered:
+        return f"the {backbone} backbone has no {definition.name.upper()}; use --backbone paper"
+    if definition.needs_reference and reference is None and not (definition.reference_stats_serve and has_ref_stats):
+        if definition.reference_stats_serve:
+            return "needs a reference folder or --ref-stats"
+        return "needs a reference folder" + (" (reference statistics serve FAD only)" if has_ref_stats else "")
+    if definition.needs_pairs and not paired.paired:
+        return f"folders are unpaired ({paired.describe()})"
+    if len(generated.clips) < definition.min_generated:
+        return (f"needs at least {definition.min_generated} generated clips {definition.min_generated_why}, "
+                f"got {len(generated.clips)}")
+    if definition.needs_captions and not captions:
+        return ("needs captions (--captions CSV)" if captions is None else
+                "no caption matches a generated file name or id")
+    return None
+
+
+def _reads_reference(name: str, has_ref_stats: bool) -> bool:
+    definition = metric(name)
+    return definition.needs_reference and not (definition.reference_stats_serve and has_ref_stats)
 
 
 # ---- backbones and embeddings ---------------------------------------------------------------------------
@@ -444,132 +294,3 @@ def _progress(total: int, label: str, enabled: bool):
     return tqdm(total=total, desc=label, unit="clip", disable=not enabled or total == 0, leave=False)
 
 
-# ---- metrics --------------------------------------------------------------------------------------------
-def _entry(value: float, backbone: str, count: int, interval=None, **extra) -> dict[str, Any]:
-    entry = {"value": float(value), "ci95": [interval.low, interval.high] if interval else None, "n": int(count),
-             "backbone": backbone}
-    if interval is not None:
-        entry["bootstrap_std"] = interval.std
-    entry.update(extra)
-    return entry
-
-
-def _frechet_metric(metric, prefix, backbone, output, generated, reference, gen_out, ref_out, bootstrap, seed,
-                    fad_inf, results, per_clip, notes, device=None):
-    gen_rows, gen_clip_of_row = _rows(generated, gen_out, output)
-    ref_rows, ref_clip_of_row = _rows(reference, ref_out, output)
-    key = prefix + metric
-    value = frechet_distance(gen_rows, ref_rows)
-    # The resamples' covariances and eigenvalue steps run where the backbone ran (a GPU when there is one).
-    interval = (bootstrap_frechet(gen_rows, ref_rows, bootstrap, rng_for(seed, key),
-                                  gen_clip_of_row if output == "frames" else None,
-                                  ref_clip_of_row if output == "frames" else None, device) if bootstrap else None)
-    results[key] = _entry(value, backbone, len(generated.clips), interval, n_reference=len(reference.clips),
-                          rows=int(gen_rows.shape[0]), reference_rows=int(ref_rows.shape[0]), dims=int(gen_rows.shape[1]),
-                          **({"reference_name": REFERENCE_NAMES[metric]} if not prefix else {}))
-    reference_stats = GaussianStats.of(ref_rows)
-    if fad_inf:
-        extrapolated = frechet_inf(gen_rows, reference_stats, rng_for(seed, key + "_inf"))
-        results[key + "_inf"] = {"value": extrapolated.value, "ci95": None, "n": len(generated.clips),
-                                 "backbone": backbone, "slope": extrapolated.slope, "r2": extrapolated.r2,
-                                 "sizes": extrapolated.sizes, "distances": extrapolated.distances}
-    if output == "frames":
-        for index, clip in enumerate(generated.clips):
-            frames = gen_rows[gen_clip_of_row == index]
-            if frames.shape[0] >= 2:
-                per_clip[clip.key][key] = frechet_to_reference(frames, None, reference_stats, warn=False)
-        notes.append(f"per-clip {key}: each clip's few frames against the whole reference set (rank-deficient "
-                     "covariances; compare clips with one another, not with the set-level value)")
-
-
-def _frechet_to_stats_metric(prefix, backbone, output, generated, gen_out, reference_stats, stats_source, bootstrap,
-                             seed, fad_inf, results, per_clip, notes):
-    """FAD against fixed reference statistics (--ref-stats): only the generated clips vary."""
-    gen_rows, gen_clip_of_row = _rows(generated, gen_out, output)
-    key = prefix + "fad"
-    if reference_stats.mean.shape[0] != gen_rows.shape[1]:
-        raise ScoreError(f"--ref-stats {stats_source}: {reference_stats.mean.shape[0]}-d statistics, but the "
-                         f"{backbone} embeddings are {gen_rows.shape[1]}-d; pick the key of this backbone")
-    value = frechet_to_reference(gen_rows, None, reference_stats)
-    interval = (bootstrap_frechet_to_stats(gen_rows, reference_stats, bootstrap, rng_for(seed, key),
-                                           gen_clip_of_row if output == "frames" else None) if bootstrap else None)
-    results[key] = _entry(value, backbone, len(generated.clips), interval, reference_stats=stats_source,
-                          rows=int(gen_rows.shape[0]), dims=int(gen_rows.shape[1]))
-    if fad_inf:
-        extrapolated = frechet_inf(gen_rows, reference_stats, rng_for(seed, key + "_inf"))
-        results[key + "_inf"] = {"value": extrapolated.value, "ci95": None, "n": len(generated.clips),
-                                 "backbone": backbone, "slope": extrapolated.slope, "r2": extrapolated.r2,
-                                 "sizes": extrapolated.sizes, "distances": extrapolated.distances,
-                                 "reference_stats": stats_source}
-    if output == "frames":
-        for index, clip in enumerate(generated.clips):
-            frames = gen_rows[gen_clip_of_row == index]
-            if frames.shape[0] >= 2:
-                per_clip[clip.key][key] = frechet_to_reference(frames, None, reference_stats, warn=False)
-
-
-def _kad_metric(prefix, backbone, output, generated, reference, gen_out, ref_out, bandwidth, bootstrap, seed,
-                results, per_clip, notes):
-    gen_rows, gen_clip_of_row = _rows(generated, gen_out, output)
-    ref_rows, ref_clip_of_row = _rows(reference, ref_out, output)
-    key = prefix + "kad"
-    terms = kad_terms(gen_rows, ref_rows, bandwidth, gen_clip_of_row, ref_clip_of_row)
-    interval = bootstrap_kad(terms, bootstrap, rng_for(seed, key)) if bootstrap else None
-    results[key] = _entry(terms.value().value, backbone, len(generated.clips), interval,
-                          n_reference=len(reference.clips), rows=int(gen_rows.shape[0]),
-                          reference_rows=int(ref_rows.shape[0]), dims=int(gen_rows.shape[1]),
-                          bandwidth=terms.bandwidth, bandwidth_from=terms.bandwidth_from, scale=100)
-    if gen_rows.shape[0] > len(generated.clips):
-        for clip, value in zip(generated.clips, terms.per_clip()):
-            if np.isfinite(value):
-                per_clip[clip.key][key] = float(value)
-        notes.append(f"per-clip {key}: each clip's frames against the whole reference set at the set-level "
-                     f"bandwidth {terms.bandwidth:.6g}")
-
-
-def _rows(clip_set: ClipSet, outputs, output: str) -> tuple[np.ndarray, np.ndarray]:
-    arrays = [np.atleast_2d(np.asarray(outputs[clip.key][output], dtype=np.float64)) for clip in clip_set.clips]
-    owner = np.concatenate([np.full(a.shape[0], i) for i, a in enumerate(arrays)])
-    return np.concatenate(arrays), owner
-
-
-def _kl_metric(prefix, backbone, generated, reference, gen_out, ref_out, bootstrap, seed, results, per_clip):
-    gen = {clip.key: gen_out[clip.key]["logits"] for clip in generated.clips}
-    ref = {clip.key: ref_out[clip.key]["logits"] for clip in reference.clips}
-    result = kl_divergence(gen, ref)
-    if result.unmatched:
-        log.warning("kl: %d reference clip(s) have no generated clip and were skipped", result.unmatched)
-    for variant, value, items in (("softmax", result.softmax, result.per_item_softmax),
-                                  ("sigmoid", result.sigmoid, result.per_item_sigmoid)):
-        key = f"{prefix}kl_{variant}"
-        interval = bootstrap_mean(list(items.values()), bootstrap, rng_for(seed, key)) if bootstrap else None
-        results[key] = _entry(value, backbone, result.count, interval, unmatched=result.unmatched,
-                              unused_generated=result.unused_generated,
-                              **({"reference_name": REFERENCE_NAMES[f"kl_{variant}"]} if not prefix else {}))
-        for clip_key, item_value in items.items():
-            per_clip[clip_key][key] = item_value
-
-
-def _is_metric(prefix, backbone, generated, gen_out, bootstrap, seed, results, per_clip):
-    logits = np.stack([np.asarray(gen_out[clip.key]["logits"], dtype=np.float64) for clip in generated.clips])
-    key = prefix + "is"
-    mean, std = inception_score(logits, IS_SPLITS, True, IS_SEED)
-    interval = bootstrap_inception(logits, bootstrap, rng_for(seed, key), IS_SPLITS, True, IS_SEED) if bootstrap else None
-    results[key] = _entry(mean, backbone, len(generated.clips), interval, std=std, splits=IS_SPLITS,
-                          shuffle_seed=IS_SEED, **({"reference_name": REFERENCE_NAMES["is"]} if not prefix else {}))
-    for clip, value in zip(generated.clips, per_clip_inception_kl(logits)):
-        per_clip[clip.key][key + "_kl"] = float(value)
-
-
-def _clap_metric(backbone, generated, gen_out, captions, bootstrap, seed, results, per_clip, notes):
-    clips = [clip for clip in generated.clips if clip.key in captions]
-    if len(clips) < len(generated.clips):
-        notes.append(f"clap: {len(generated.clips) - len(clips)} generated clip(s) have no caption and were skipped")
-    text = backbone.embed_text([captions[clip.key] for clip in clips])
-    audio = np.stack([gen_out[clip.key]["audio"] for clip in clips])
-    cosines = clap_cosines(text, audio)
-    interval = bootstrap_mean(cosines, bootstrap, rng_for(seed, "clap")) if bootstrap else None
-    results["clap"] = _entry(float(cosines.mean()), "clap", len(clips), interval,
-                             model=backbone.weights_path, long_clips=backbone.long_clips)
-    for clip, value in zip(clips, cosines):
-        per_clip[clip.key]["clap"] = float(value)

@@ -24,8 +24,8 @@ import numpy as np
 
 from fluxbench import FluxbenchError
 from fluxbench.protocols.metrics.frechet import GaussianStats, frechet_distance_from_stats
+from fluxbench.protocols.metrics.table import FADTK_BACKBONES
 
-FADTK_BACKBONES = ("clap-laion-music", "MERT-v1-95M", "encodec-emb")
 SCORES_CSV = "samples_FAD_scores.csv"
 SET_ROW = "all"
 FADTK_PASS_PERCENT = 5.0  # fadtk's own test: max |difference| / mean of the computed values < 5 %
@@ -88,7 +88,7 @@ def locate_samples(folder: str | os.PathLike | None) -> tuple[list[Path], Path]:
             clips_dir = clips_dir / "samples"
         if table is None:
             raise VerifyError(f"--samples {folder}: no {SCORES_CSV} in it or beside it")
-    from fluxbench.protocols.metrics.preprocess import list_audio
+    from fluxbench.protocols.metrics.clips import list_audio
 
     return list_audio(clips_dir, "fadtk samples"), table
 

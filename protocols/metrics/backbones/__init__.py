@@ -56,8 +56,8 @@ class Backbone(abc.ABC):
         ...
 
     def load_wave(self, path: str | os.PathLike) -> np.ndarray:
-        """The reference front-end (`preprocess.reference_waveform`) at this backbone's rate, unless overridden."""
-        from fluxbench.protocols.metrics.preprocess import reference_waveform
+        """The reference front-end (`frontend.reference_waveform`) at this backbone's rate, unless overridden."""
+        from fluxbench.protocols.metrics.frontend import reference_waveform
 
         return reference_waveform(path, self.sample_rate)
 

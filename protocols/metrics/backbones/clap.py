@@ -23,7 +23,7 @@ import numpy as np
 
 from fluxbench.audio import read_audio, to_mono
 from fluxbench.protocols.metrics.backbones import Backbone, BackboneError
-from fluxbench.protocols.metrics.preprocess import sinc_resample
+from fluxbench.protocols.metrics.frontend import sinc_resample
 from fluxbench.weights import WeightSource, sha256_of
 
 DEFAULT_CLAP_MODEL = "laion/larger_clap_music"

@@ -16,7 +16,7 @@ import numpy as np
 
 from fluxbench.protocols.metrics.backbones import Backbone
 from fluxbench.protocols.metrics.backbones.vggish import log_mel_examples
-from fluxbench.protocols.metrics.preprocess import FRONTEND
+from fluxbench.protocols.metrics.frontend import FRONTEND
 
 SAMPLE_RATE = 16_000
 CHROMA_FFT = 4096

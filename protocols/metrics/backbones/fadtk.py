@@ -37,7 +37,8 @@ import numpy as np
 
 from fluxbench.audio import read_audio, to_mono
 from fluxbench.protocols.metrics.backbones import Backbone, BackboneError
-from fluxbench.protocols.metrics.preprocess import sinc_resample
+from fluxbench.protocols.metrics.frontend import sinc_resample
+from fluxbench.protocols.metrics.table import FADTK_BACKBONES
 from fluxbench.weights import WeightSource, sha256_of
 
 FADTK_VERSION = "1.1.0"
@@ -54,8 +55,6 @@ MERT_RATE = 24_000
 MERT_LIMIT_SECONDS = 6 * 60
 ENCODEC_RATE = 24_000
 ENCODEC_LIMIT_SECONDS = 3 * 60
-
-FADTK_BACKBONES = ("clap-laion-music", "MERT-v1-95M", "encodec-emb")
 
 SOURCES = {
     "clap-laion-music": WeightSource("CLAP-LAION music (transformers format)", "FLUXBENCH_CLAP_LAION_MUSIC",

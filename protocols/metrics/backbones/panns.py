@@ -26,7 +26,7 @@ import numpy as np
 from fluxbench.audio import mel_filterbank
 from fluxbench.protocols.metrics.backbones import Backbone, BackboneError, load_strict, placed_for_inference, \
     read_state_dict
-from fluxbench.protocols.metrics.preprocess import FRONTEND
+from fluxbench.protocols.metrics.frontend import FRONTEND
 from fluxbench.weights import WeightSource, sha256_of
 
 PANNS_WEIGHTS = {

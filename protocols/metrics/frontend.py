@@ -1,4 +1,4 @@
-"""The reference audio front-end and the file listing/pairing rules of audioldm_eval at git 83d7b13.
+"""The reference audio front-end of audioldm_eval at git 83d7b13: how one file becomes a backbone's waveform.
 
 83d7b13 is the library's `main` while FluxMusic was evaluated (mid-2024). Its dataset class, shared by the
 VGGish FAD and the PANNs FD/KL/IS paths, does per file:
@@ -7,69 +7,22 @@ VGGish FAD and the PANNs FD/KL/IS paths, does per file:
 3. resample with torchaudio's default windowed-sinc resampler (Hann window, lowpass width 6, rolloff 0.99)
    to the backbone rate, when the file rate differs;
 4. zero-pad at the end to at least 32000 samples (2 s at 16 kHz, whatever the rate); never crop.
-Files are listed sorted by name; generated and reference folders are "paired" when more than 99 % of the
-basenames (extension included) occur in both folders, in both directions.
-
-Deviations, on purpose: only audio files are listed (the reference feeds every file to the decoder), and a
-file that cannot be read is skipped and counted instead of being silently replaced by the next file.
+Which files are read, and how generated and reference files pair up, is `clips.py`.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from fluxbench import FluxbenchError
-from fluxbench.audio import AUDIO_SUFFIXES, read_audio
+from fluxbench.audio import read_audio
 
 FRONTEND = "audioldm_eval@83d7b13"
 MIN_SAMPLES = 32_000
-PAIRING_THRESHOLD = 0.99
 SINC_WIDTH = 6
 SINC_ROLLOFF = 0.99
-
-
-class AudioFolderError(FluxbenchError):
-    pass
-
-
-def list_audio(folder: str | os.PathLike, role: str = "audio") -> list[Path]:
-    """Audio files directly inside `folder`, sorted by name (hidden files ignored)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise AudioFolderError(f"{role} folder {folder} does not exist or is not a folder")
-    files = sorted(p for p in folder.iterdir()
-                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_SUFFIXES)
-    if not files:
-        raise AudioFolderError(f"{role} folder {folder} has no audio files "
-                               f"(looked for {', '.join(AUDIO_SUFFIXES)})")
-    return files
-
-
-@dataclass(frozen=True)
-class Pairing:
-    paired: bool
-    shared: int
-    generated: int
-    reference: int
-
-    def describe(self) -> str:
-        state = "paired" if self.paired else "unpaired"
-        return (f"{state}: {self.shared} file names shared by {self.generated} generated and "
-                f"{self.reference} reference files (paired needs > {PAIRING_THRESHOLD:.0%} of both)")
-
-
-def pairing(generated_names, reference_names) -> Pairing:
-    """The reference's rule: paired when > 99 % of the names of each folder occur in the other one."""
-    generated, reference = set(generated_names), set(reference_names)
-    shared = len(generated & reference)
-    paired = bool(generated and reference and shared / len(generated) > PAIRING_THRESHOLD
-                  and shared / len(reference) > PAIRING_THRESHOLD)
-    return Pairing(paired, shared, len(generated), len(reference))
 
 
 def sinc_resample(wave: np.ndarray, orig_rate: int, new_rate: int, lowpass_filter_width: int = SINC_WIDTH,
