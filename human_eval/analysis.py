@@ -1,5 +1,6 @@
 """Listening-test analysis: mean OVL/REL per system and rater group with 95% bootstrap CIs, attention-check
-screening, Krippendorff's alpha, and the paper's Table-4 layout (systems x {beginner, expert} x {OVL, REL}).
+screening, Krippendorff's alpha, and the paper's Table-4 layout (systems x {beginner, expert} x {OVL, REL}),
+rendered by `fluxbench.reports.listening`.
 
 Confidence intervals resample raters and prompts independently with replacement (a two-way bootstrap), so they
 reflect both who rated and what was rated; every system of a group sees the same resamples, which keeps
@@ -8,8 +9,6 @@ between-system comparisons paired. The interval is the percentile interval of th
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -18,12 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from fluxbench.human_eval.study import ASPECTS, GROUPS, SCHEMA_VERSION, Key, Study, StudyError, write_text_atomic
+from fluxbench.reports import listening
+from fluxbench.reports.listening import MIN_RATINGS_FOR_INTERVAL  # a mean of fewer ratings gets no interval
 
 POOLED = "all"
-# The two-way bootstrap needs at least two raters and two prompts to vary at all (one rating gives the
-# zero-width [4.00, 4.00]), so at least 2 x 2 ratings; a mean below that is shown with its n, without an
-# interval, and never marked best.
-MIN_RATINGS_FOR_INTERVAL = 4
 RESULTS_SCHEMA = "fluxbench.human_eval"
 RESULTS_SCHEMA_VERSION = 1
 
@@ -46,10 +43,6 @@ class Estimate:
     n_ratings: int
     n_raters: int
     n_prompts: int
-
-    def text(self, with_ci: bool = True) -> str:
-        interval = f" [{self.low:.2f}, {self.high:.2f}]" if with_ci and self.low is not None else ""
-        return f"{self.mean:.2f}{interval} (n={self.n_ratings})"
 
 
 def interval_is_meaningful(n_ratings: int, n_raters: int, n_prompts: int) -> bool:
@@ -144,7 +137,8 @@ def _difference(values: np.ndarray, marginals: np.ndarray, level: str) -> np.nda
 
 @dataclass
 class RatingTable:
-    """The paper's Table-4 layout as plain data: one row per system, OVL and REL columns per rater group."""
+    """The paper's Table-4 layout as plain data: one row per system, OVL and REL columns per rater group.
+    Rendered by `fluxbench.reports.listening`, which also reads the CSV back as Table-4 rows."""
 
     title: str
     systems: list[str]
@@ -153,42 +147,16 @@ class RatingTable:
     notes: list[str] = field(default_factory=list)
 
     def header(self) -> list[str]:
-        return ["System"] + [f"{g.capitalize()} {a.upper()}" for g in self.groups for a in ASPECTS]
+        return listening.estimates_header(self)
 
     def rows(self, with_ci: bool = True) -> list[list[str]]:
-        out = []
-        for system in self.systems:
-            row = [system]
-            for group in self.groups:
-                for aspect in ASPECTS:
-                    cell = self.cells.get((system, group, aspect))
-                    row.append("-" if cell is None else cell.text(with_ci))
-            out.append(row)
-        return out
+        return listening.estimates_rows(self, with_ci)
 
     def to_markdown(self, with_ci: bool = True) -> str:
-        header = self.header()
-        lines = [f"**{self.title}**", "", "| " + " | ".join(header) + " |",
-                 "|" + "|".join(["---"] + [":---:"] * (len(header) - 1)) + "|"]
-        lines += ["| " + " | ".join(row) + " |" for row in self.rows(with_ci)]
-        lines += [""] + [f"{note}" for note in self.notes]
-        return "\n".join(lines).rstrip() + "\n"
+        return listening.estimates_markdown(self, with_ci)
 
     def to_csv(self) -> str:
-        """Long format with every number: one line per system, group and aspect."""
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["system", "group", "aspect", "mean", "ci_low", "ci_high", "n_ratings", "n_raters",
-                         "n_prompts"])
-        for system in self.systems:
-            for group in self.groups:
-                for aspect in ASPECTS:
-                    cell = self.cells.get((system, group, aspect))
-                    if cell is not None:
-                        low, high = ("" if v is None else f"{v:.4f}" for v in (cell.low, cell.high))
-                        writer.writerow([system, group, aspect.upper(), f"{cell.mean:.4f}", low, high,
-                                         cell.n_ratings, cell.n_raters, cell.n_prompts])
-        return buffer.getvalue()
+        return listening.estimates_csv(self)
 
 
 # -- from a study to results ------------------------------------------------------------------------------------

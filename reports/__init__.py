@@ -1,1 +1,7 @@
 """Reports: tables and figures derived from results files."""
+
+from fluxbench import FluxbenchError
+
+
+class ReportError(FluxbenchError):
+    pass

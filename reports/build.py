@@ -20,8 +20,11 @@ from pathlib import Path
 
 from fluxbench.atomic import copy_file, write_text
 from fluxbench.audio import AUDIO_SUFFIXES
-from fluxbench.reports.tables import (RENDERERS, ReportError, Run, Table, architecture_table, comparison_table,
-                                      listening_table, load_listening, load_runs, measured_rows, split_label)
+from fluxbench.reports import ReportError
+from fluxbench.reports.listening import listening_table, load_listening
+from fluxbench.reports.render import RENDERERS
+from fluxbench.reports.table_model import Table
+from fluxbench.reports.tables import Run, architecture_table, comparison_table, load_runs, measured_rows, split_label
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from fluxbench.atomic import atomic_path
-from fluxbench.reports.tables import ModelRow, ReportError, format_parameters, set_title
-from fluxbench.results import METRICS
+from fluxbench.protocols.metrics.table import RESULT_KEYS as METRICS
+from fluxbench.reports import ReportError
+from fluxbench.reports.table_model import format_parameters
+from fluxbench.reports.tables import ModelRow, set_title
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -13,7 +13,8 @@ from pathlib import PurePosixPath
 from urllib.parse import quote
 
 from fluxbench import __version__
-from fluxbench.reports.tables import Table, to_html
+from fluxbench.reports.render import to_html
+from fluxbench.reports.table_model import Table
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; padding: 0 1em; color: #222; }

@@ -23,8 +23,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fluxbench.reports.tables import (Cell, ListeningRow, ModelRow, ReportError, listening_row, metric_key,
-                                      normalise_set)
+from fluxbench.reports import ReportError
+from fluxbench.reports.listening import ListeningRow, listening_row
+from fluxbench.reports.table_model import Cell
+from fluxbench.reports.tables import ModelRow, metric_key, normalise_set
 
 BASELINES_PACKAGE = "fluxbench.models.baselines"
 MODULE = f"{BASELINES_PACKAGE}.reported"

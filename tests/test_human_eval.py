@@ -438,7 +438,7 @@ def test_cli_errors_and_light_imports(tmp_path, capsys):
 
 def test_reports_wing_reads_the_results_files(tmp_path):
     """The exported files are the interface to `fluxbench report` (Table 4 in Markdown, LaTeX, CSV, HTML)."""
-    tables = pytest.importorskip("fluxbench.reports.tables")
+    listening = pytest.importorskip("fluxbench.reports.listening")
     ratings = {
         "e1": {("A", "p1"): (4, 2), ("A", "p2"): (5, 3), ("B", "p1"): (2, 5), ("B", "p2"): (1, 4)},
         "e2": {("A", "p1"): (5, 2), ("A", "p2"): (4, 3), ("B", "p1"): (2, 5), ("B", "p2"): (1, 4)},
@@ -449,7 +449,7 @@ def test_reports_wing_reads_the_results_files(tmp_path):
     results = analyse(study, key, groups, stored, resamples=200)
     files = write_results(results, tmp_path)
     for kind in ("json", "csv"):
-        rows = {(r.system, r.group): r for r in tables.load_listening(files[kind])}
+        rows = {(r.system, r.group): r for r in listening.load_listening(files[kind])}
         assert set(rows) == {("A", "expert"), ("B", "expert"), ("A", "beginner"), ("B", "beginner")}
         expert_a = results.estimates["A", "expert", "ovl"]
         assert rows["A", "expert"].ovl == pytest.approx(4.5)

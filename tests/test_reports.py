@@ -272,7 +272,9 @@ def test_metric_and_set_selection(report, tmp_path):
 
 
 def test_ties_share_emphasis_and_all_equal_emphasises_none():
-    from fluxbench.reports.tables import Cell, ModelRow, comparison_table, to_markdown
+    from fluxbench.reports.render import to_markdown
+    from fluxbench.reports.table_model import Cell
+    from fluxbench.reports.tables import ModelRow, comparison_table
 
     rows = [ModelRow(name, {("musiccaps", "fad"): Cell(fad), ("musiccaps", "kl_softmax"): Cell(1.5)})
             for name, fad in (("a", 2.004), ("b", 1.996), ("c", 2.5))]
@@ -282,7 +284,9 @@ def test_ties_share_emphasis_and_all_equal_emphasises_none():
 
 
 def test_reported_rows_without_a_shown_number_are_left_out():
-    from fluxbench.reports.tables import Cell, ModelRow, comparison_table, to_markdown
+    from fluxbench.reports.render import to_markdown
+    from fluxbench.reports.table_model import Cell
+    from fluxbench.reports.tables import ModelRow, comparison_table
 
     rows = [ModelRow("paper-mc", {("musiccaps", "fad"): Cell(1.4)}, reported=True, source="paper"),
             ModelRow("paper-demo", {("demo", "descriptor_fd"): Cell(7.0)}, reported=True, source="paper"),
@@ -480,7 +484,9 @@ def test_packaged_reported_rows_join_the_table(tmp_path, monkeypatch, caplog):
 
 
 def test_special_characters_are_escaped_in_latex_and_html():
-    from fluxbench.reports.tables import Cell, ModelRow, comparison_table, to_html, to_latex
+    from fluxbench.reports.render import to_html, to_latex
+    from fluxbench.reports.table_model import Cell
+    from fluxbench.reports.tables import ModelRow, comparison_table
 
     rows = [ModelRow("a_b & 50% <x>", {("musiccaps", "fad"): Cell(1.0)}, reported=True, source="S#1"),
             ModelRow("plain", {("musiccaps", "fad"): Cell(2.0)})]

@@ -164,7 +164,8 @@ def test_bad_loss_log_is_one_line_error(tmp_path, capsys, content, message):
 
 def test_scaling_plot_draws_metric_against_size():
     from fluxbench.reports.figures import scaling_plot
-    from fluxbench.reports.tables import Cell, ModelRow
+    from fluxbench.reports.table_model import Cell
+    from fluxbench.reports.tables import ModelRow
 
     rows = [ModelRow("L", {("musiccaps", "fad"): Cell(2.0, 1.8, 2.3), ("musiccaps", "clap"): Cell(0.33)}, 840_628_256),
             ModelRow("S", {("musiccaps", "fad"): Cell(3.0, 2.9, 3.2), ("musiccaps", "clap"): Cell(0.30)}, 142_333_984),
