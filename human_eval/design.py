@@ -1,16 +1,12 @@
-"""Study design: blinded clips, balanced assignment of prompts to raters, attention checks.
+"""Writing a listening study: blinded, uniformly encoded clips, the key, the rater links; the assignment of
+prompts to raters and the attention checks are planned first, without audio (`plan.py`).
 
 Inputs are folders of audio, one per system: the files directly in the folder (or in its `audio/` subfolder,
 as in a run folder) named `<prompt id>.<wav|flac|ogg|mp3>`. Captions come from `--captions FILE` or from a
 sidecar in a system folder (`captions.csv`, `captions.jsonl`, `captions.json`, `metadata.jsonl`,
 `manifest.json`) or from `<prompt id>.txt` beside the audio.
 
-Design choices, made for fair and analysable ratings:
-- The unit of assignment is a prompt: a rater who gets a prompt rates every system's clip for it, so each
-  rater hears every system equally often and on the same captions (systems are counterbalanced within raters).
-- Prompts are dealt to raters cyclically after a seeded shuffle, per rater group: each prompt gets exactly K
-  distinct raters of each group and rater loads differ by at most one prompt.
-- Each rater's order is random, with clips of the same prompt kept apart where possible.
+Design choices, made for fair and analysable ratings (the assignment's are in `plan.py`):
 - All clips are re-encoded alike (one sample rate, mono, one duration, 16-bit, 10 ms fades, the same
   integrated loudness) so that neither file metadata nor level reveals a system, and are stored under random
   names.
@@ -34,9 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from fluxbench.audio import AUDIO_SUFFIXES, fit_length, integrated_loudness, read_audio, resample, to_mono, write_wav
-from fluxbench.human_eval.study import (
-    AUDIO_DIR, GROUPS, KEY_FILE, RATERS_FILE, SCHEMA_VERSION, STUDY_FILE, StudyError,
-)
+from fluxbench.human_eval.plan import plan_study, select_prompts
+from fluxbench.human_eval.study import AUDIO_DIR, KEY_FILE, RATERS_FILE, SCHEMA_VERSION, STUDY_FILE, StudyError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +43,6 @@ ATTENTION_MAX_OVL = 2
 ATTENTION_SNR_DB = -5.0
 FADE_SECONDS = 0.01
 PEAK_CEILING_DBFS = -1.0
-WARM_UP_CLIPS = 2  # attention checks never come first
 
 
 @dataclass
@@ -64,25 +58,6 @@ class DesignOptions:
     seed: int = 0
     title: str = "Listening test"
     base_url: str = "http://localhost:8501"
-
-
-def parse_raters(spec: str) -> dict[str | None, int]:
-    """'20' (groups chosen at first visit) or 'beginner=10,expert=10'."""
-    spec = spec.strip()
-    if spec.isdigit():
-        count = int(spec)
-        if count < 1:
-            raise StudyError("--raters: need at least one rater")
-        return {None: count}
-    counts: dict[str | None, int] = {}
-    for part in spec.split(","):
-        group, _, count = part.partition("=")
-        group = group.strip().lower()
-        if group not in GROUPS or not count.strip().isdigit() or int(count) < 1:
-            raise StudyError(f"--raters: bad part {part!r}; expected a count or GROUP=COUNT with GROUP in "
-                             f"{', '.join(GROUPS)} (e.g. beginner=10,expert=10)")
-        counts[group] = int(count)
-    return counts
 
 
 def parse_system(spec: str) -> tuple[str, Path]:
@@ -178,61 +153,6 @@ def gather_captions(folders: list[Path], explicit: Path | None, prompt_ids: list
     return {p: captions[p] for p in prompt_ids}
 
 
-def assign_prompts(prompt_ids: list[str], tokens: list[str], per_prompt: int,
-                   rng: np.random.Generator) -> dict[str, list[str]]:
-    """Deal each prompt to `per_prompt` distinct raters; loads differ by at most one prompt."""
-    if not 1 <= per_prompt <= len(tokens):
-        raise StudyError(f"--ratings-per-item {per_prompt}: must be between 1 and the group's {len(tokens)} raters")
-    prompts = [prompt_ids[i] for i in rng.permutation(len(prompt_ids))]
-    raters = [tokens[i] for i in rng.permutation(len(tokens))]
-    assigned: dict[str, list[str]] = {t: [] for t in tokens}
-    # Consecutive slots of one prompt land on consecutive (hence distinct) raters of the cycle.
-    for slot in range(len(prompts) * per_prompt):
-        assigned[raters[slot % len(raters)]].append(prompts[slot // per_prompt])
-    return assigned
-
-
-def spread_order(items: list[tuple[str, str]], rng: np.random.Generator) -> list[tuple[str, str]]:
-    """Random order of (prompt, clip) pairs in which a prompt's clips are never adjacent when avoidable."""
-    remaining: dict[str, list[str]] = {}
-    for prompt, clip in items:
-        remaining.setdefault(prompt, []).append(clip)
-    for clips in remaining.values():
-        rng.shuffle(clips)
-    order: list[tuple[str, str]] = []
-    last = None
-    while remaining:
-        # Taking prompt p next leaves R - 1 clips that can still be spread iff no prompt then holds more than
-        # half of them (rounded up) and p itself, which may not come right after, holds at most half (rounded down).
-        left = sum(map(len, remaining.values())) - 1
-        counts = sorted((len(c) for c in remaining.values()), reverse=True) + [0]
-
-        def feasible(prompt: str) -> bool:
-            own = len(remaining[prompt])
-            others = counts[1] if own == counts[0] else counts[0]
-            return max(own - 1, others) <= (left + 1) // 2 and own - 1 <= left // 2
-
-        choices = [p for p in remaining if p != last and feasible(p)]
-        choices = choices or list(remaining)  # unavoidable neighbours (e.g. a single prompt)
-        weights = np.array([len(remaining[p]) for p in choices], dtype=float)
-        prompt = choices[rng.choice(len(choices), p=weights / weights.sum())]
-        order.append((prompt, remaining[prompt].pop()))
-        if not remaining[prompt]:
-            del remaining[prompt]
-        last = prompt
-    return order
-
-
-def insert_checks(order: list[str], checks: list[str], rng: np.random.Generator) -> list[str]:
-    """Put attention checks at random positions after the warm-up clips, never two in a row when there is room."""
-    result = list(order)
-    slots = sorted(rng.choice(np.arange(WARM_UP_CLIPS, len(order) + 1), size=len(checks),
-                          replace=len(checks) > len(order) + 1 - WARM_UP_CLIPS))
-    for offset, (slot, check) in enumerate(zip(slots, checks)):
-        result.insert(int(slot) + offset, check)
-    return result
-
-
 def _prepare(wave: np.ndarray, rate: int, samples: int, loudness: float | None) -> tuple[np.ndarray, dict]:
     """Crop/pad, fade, and bring to the target loudness without exceeding the peak ceiling."""
     wave = fit_length(wave.astype(np.float64), samples)
@@ -261,9 +181,9 @@ def _load_mono(path: Path, rate: int) -> np.ndarray:
     return resample(to_mono(audio), source_rate, rate)
 
 
-def _bury_in_noise(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _bury_in_noise(wave: np.ndarray, unit_noise: np.ndarray) -> np.ndarray:
     rms = float(np.sqrt(np.mean(wave.astype(np.float64) ** 2))) or 0.1
-    noise = rng.standard_normal(wave.shape) * rms * 10 ** (-ATTENTION_SNR_DB / 20)
+    noise = unit_noise * rms * 10 ** (-ATTENTION_SNR_DB / 20)
     return (wave + noise) / max(1.0, float(np.abs(wave + noise).max()))
 
 
@@ -310,10 +230,7 @@ def create_study(out: str | Path, systems: dict[str, Path], options: DesignOptio
     if not prompt_ids:
         raise StudyError("the systems share no prompt ids (audio file names); every system needs the same prompts")
     rng = np.random.default_rng(options.seed)
-    if options.prompts is not None:
-        if not 1 <= options.prompts <= len(prompt_ids):
-            raise StudyError(f"--prompts {options.prompts}: only {len(prompt_ids)} prompts are shared by all systems")
-        prompt_ids = sorted(rng.choice(prompt_ids, size=options.prompts, replace=False).tolist())
+    prompt_ids = select_prompts(prompt_ids, options.prompts, rng)
     captions = gather_captions(list(systems.values()), captions_file, prompt_ids, audio)
     for name in systems:
         mentions = [p for p, c in captions.items() if name.lower() in c.lower()]
@@ -335,6 +252,8 @@ def create_study(out: str | Path, systems: dict[str, Path], options: DesignOptio
         raise StudyError(f"clip duration {seconds:.3f} s is too short to rate (and to measure loudness); "
                          f"pass --duration or use longer clips")
     samples = int(round(seconds * rate))
+    plan = plan_study(prompt_ids, list(systems), options.raters, options.ratings_per_prompt,
+                      options.attention_checks, len(options.attention_clips), samples, rng)
 
     parent = out.parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -361,27 +280,19 @@ def create_study(out: str | Path, systems: dict[str, Path], options: DesignOptio
                     {"system": name, "prompt_id": prompt_id, "attention_check": False, "source": str(source)})
 
         checks = []
-        for index in range(options.attention_checks):
-            prompt_id = prompt_ids[int(rng.integers(len(prompt_ids)))]
-            if options.attention_clips:
-                source = options.attention_clips[index % len(options.attention_clips)]
+        for check in plan.checks:
+            if check.noise is None:
+                source = options.attention_clips[check.clip_index]
                 wave = _load_mono(source, rate)
             else:
-                source = audio[list(systems)[int(rng.integers(len(systems)))]][prompt_id]
-                wave = _bury_in_noise(fit_length(_load_mono(source, rate), samples), rng)
-            checks.append(add_clip(wave, captions[prompt_id], {
-                "system": None, "prompt_id": prompt_id, "attention_check": True, "source": str(source)}))
+                source = audio[check.system][check.prompt_id]
+                wave = _bury_in_noise(fit_length(_load_mono(source, rate), samples), check.noise)
+            checks.append(add_clip(wave, captions[check.prompt_id], {
+                "system": None, "prompt_id": check.prompt_id, "attention_check": True, "source": str(source)}))
 
-        raters = []
-        for group, count in options.raters.items():
-            tokens = [secrets.token_urlsafe(12) for _ in range(count)]
-            per_prompt = options.ratings_per_prompt or count
-            for token, assigned in assign_prompts(prompt_ids, tokens, per_prompt, rng).items():
-                pairs = [(p, stimulus[p, name]) for p in assigned for name in systems]
-                order = insert_checks([clip for _, clip in spread_order(pairs, rng)], checks, rng)
-                raters.append({"token": token, "group": group, "order": order,
-                               "completion_code": secrets.token_hex(4).upper()})
-
+        raters = [{"token": r.token, "group": r.group,
+                   "order": [checks[item] if isinstance(item, int) else stimulus[item] for item in r.order],
+                   "completion_code": r.completion_code} for r in plan.raters]
         rng.shuffle(clips)  # file order in study.json must not follow systems either
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         _write_json(staging / STUDY_FILE, {"schema_version": SCHEMA_VERSION, "title": options.title,

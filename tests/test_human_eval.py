@@ -22,9 +22,7 @@ from fluxbench.cli import main as cli
 from fluxbench.human_eval.analysis import (
     analyse, bootstrap_mean, bootstrap_weights, krippendorff_alpha, write_results,
 )
-from fluxbench.human_eval.design import (
-    WARM_UP_CLIPS, assign_prompts, parse_raters, spread_order,
-)
+from fluxbench.human_eval.plan import WARM_UP_CLIPS, assign_prompts, parse_raters, spread_order
 from fluxbench.human_eval.storage import Responses, StorageError
 from fluxbench.human_eval.study import Clip, Key, KeyEntry, RaterPlan, Study, StudyError
 from test_human_eval_support import PROMPTS, make_study, make_system_folders, secrets_of

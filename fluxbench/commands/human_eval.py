@@ -82,7 +82,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from fluxbench.human_eval.design import GROUND_TRUTH, DesignOptions, create_study, parse_raters, parse_system
+    from fluxbench.human_eval.design import GROUND_TRUTH, DesignOptions, create_study, parse_system
+    from fluxbench.human_eval.plan import parse_raters
 
     systems = dict(parse_system(spec) for spec in args.system)
     if len(systems) != len(args.system):
