@@ -190,7 +190,7 @@ def _folder_step(folder: Path) -> int:
 
 
 def test_kill_after_the_last_checkpoint_leaves_no_stale_model_folder(tmp_path, manifest, monkeypatch):  # noqa: F811
-    import fluxbench.models.fluxmusic.train as training
+    import fluxbench.models.fluxmusic.train_loop as training
     from fluxbench.models.fluxmusic.checkpoint import load_model_folder, load_state_dict
 
     config = tiny_config(manifest, tmp_path / "run", steps=6, save_every=3)
