@@ -109,8 +109,9 @@ def score_folders(gen_dir, ref_dir=None, metrics=None, backbone: str = "paper", 
             definition = metric(name_of_metric)
             outcome = definition.function()(MetricInputs(
                 definition, key_prefix(backbone), backbones[name], output, generated, outputs[(name, "generated")],
-                reference, outputs.get((name, "reference")), reference_stats, stats_source, caption_map,
-                bootstrap, seed, fad_inf, kad_bandwidth))
+                reference=reference, ref_out=outputs.get((name, "reference")), reference_stats=reference_stats,
+                stats_source=stats_source, captions=caption_map, bootstrap=bootstrap, seed=seed, extrapolate=fad_inf,
+                kad_bandwidth=kad_bandwidth))
             results.update(outcome.entries)
             for clip, values in outcome.per_clip.items():
                 per_clip[clip].update(values)
@@ -160,6 +161,7 @@ def _parse_metrics(metrics) -> list[str]:
         raise ScoreError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; expected some of "
                          f"{', '.join(NAMES)}")
     return list(dict.fromkeys(names))
+
 
 def _parse_kad_bandwidth(value) -> str | float:
     from fluxbench.protocols.metrics.kad import BANDWIDTH_RULES
