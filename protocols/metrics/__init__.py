@@ -8,7 +8,9 @@ Metric maths (numpy/torch, float64, validated against the reference libraries' o
     clap_score(text_emb, audio_emb) -> float            mean per-pair cosine
     kernel_audio_distance(gen, ref, bandwidth="generated") -> KadResult   KAD (kadtk 1.1.0 convention)
 
-Folders of audio (see `fluxbench.protocols.metrics.scoring` for the full contract):
+Each metric is defined once, in `table.py` (key, label, better direction, reference name, backbone output,
+compute function in `compute.py`). Folders of audio (see `fluxbench.protocols.metrics.scoring` for the full
+contract):
 
     score_folders(gen_dir, ref_dir, metrics=("fad", "fd", "kl", "is"), backbone="default", captions=None,
                   bootstrap=0, seed=0, cache_dir=None, ...) -> dict (JSON-serialisable)
