@@ -7,9 +7,10 @@ covariances (N - 1), no regulariser, no clamp at zero, so identical sets can giv
 
 The reference library takes tr sqrt(S1 S2) from scipy's `sqrtm` of the non-symmetric product. The eigenvalues
 of S1 S2 are those of a symmetric positive semi-definite matrix, so we sum their square roots instead, in
-float64 (torch's MKL for the large products and eigenproblems, numpy's LAPACK for small ones):
-- both covariances positive definite (the usual N > d case): S_i = L_i L_i^T (Cholesky), A = L2^T L1, and the
-  eigenvalues of S1 S2 are those of A^T A;
+float64 (on the CPU all in one BLAS/LAPACK, scipy's, so that no two thread pools fight over the cores):
+- one covariance positive definite (the usual N > d case): S1 = L L^T (Cholesky) and the eigenvalues of S1 S2
+  are those of L^T S2 L (LAPACK's sygst forms it in one triangular pass), eigenvalues only (no vectors);
+  from embeddings each covariance is one symmetric rank-k update into a lower triangle, nothing mirrored;
 - dimensions without variance in either set (dead ReLU units) are dropped first, which is exact;
 - one covariance singular: L^T S_other L with the Cholesky factor that exists;
 - data on hand and fewer rows than dimensions on one side: S = Z^T Z with Z the scaled centred rows, and the
@@ -29,7 +30,6 @@ import numpy as np
 from fluxbench import FluxbenchError
 
 METHODS = ("auto", "sqrtm")
-SMALL_EIGEN_PROBLEM = 256
 
 
 class FrechetInputError(FluxbenchError):
@@ -80,7 +80,55 @@ def frechet_distance(emb_a, emb_b, method: str = "auto") -> float:
     b = as_embeddings(emb_b, "second embedding set")
     if a.shape[1] != b.shape[1]:
         raise FrechetInputError(f"embedding sets differ in dimension: {a.shape[1]} vs {b.shape[1]}")
+    if method == "auto" and min(a.shape[0], b.shape[0]) - 1 >= a.shape[1]:
+        value = _frechet_of_full_rank_rows(a, b)
+        if value is not None:
+            return value
     return frechet_distance_weighted(a, None, b, None, method)
+
+
+def _frechet_of_full_rank_rows(a: np.ndarray, b: np.ndarray) -> float | None:
+    """The usual case (more rows than dimensions in both sets) without full covariance matrices: lower
+    triangles straight from the centred rows, one Cholesky, sygst, eigenvalues. None when neither covariance is
+    positive definite (the caller's general path then drops dead dimensions)."""
+    mean_a, mean_b = a.mean(axis=0), b.mean(axis=0)
+    cov_a = lower_scatter(a, mean_a, 1.0 / (a.shape[0] - 1))
+    cov_b = lower_scatter(b, mean_b, 1.0 / (b.shape[0] - 1))
+    traces = float(np.trace(cov_a)) + float(np.trace(cov_b))
+    if not np.isfinite(traces):
+        raise FrechetInputError("statistics contain NaN or infinite values")
+    if not (np.diagonal(cov_a).all() and np.diagonal(cov_b).all()):
+        return None  # dead dimensions: their zero eigenvalues would come back as square roots of round-off
+    trace = _trace_sqrt_of_lower(cov_a, cov_b)
+    if trace is None:
+        return None
+    diff = mean_a - mean_b
+    return float(diff @ diff + traces - 2.0 * trace)
+
+
+def lower_scatter(rows: np.ndarray, centre: np.ndarray, scale: float) -> np.ndarray:
+    """scale * (rows - centre)^T (rows - centre) as a lower triangle (the upper one zero) in Fortran order,
+    what LAPACK reads: one symmetric rank-k update, half the flops of a general product."""
+    from scipy.linalg import blas
+
+    # The centred C-ordered rows' transpose is Fortran-ordered, so BLAS reads it without a copy.
+    return blas.dsyrk(scale, np.subtract(rows, centre).T, trans=0, lower=1)
+
+
+def _trace_sqrt_of_lower(cov_a: np.ndarray, cov_b: np.ndarray) -> float | None:
+    """tr sqrt(S_a S_b) from the lower triangles of two covariances, on the CPU: the eigenvalues of L^T S L
+    with L the Cholesky factor of whichever covariance has one (L_a first); None when neither has."""
+    from scipy.linalg import lapack
+
+    for factored, other in ((cov_a, cov_b), (cov_b, cov_a)):
+        factor, failed = lapack.dpotrf(factored, lower=1, clean=1)
+        if failed == 0:
+            # itype 2 forms L^T S L, a product of triangular and symmetric matrices (no inverse).
+            product, failed = lapack.dsygst(other, factor, itype=2, lower=1)
+            if failed != 0:
+                raise FrechetInputError(f"LAPACK sygst failed (info {failed})")
+            return _sum_sqrt_eigenvalues(product)
+    return None
 
 
 def frechet_distance_weighted(a: np.ndarray, weights_a: np.ndarray | None, b: np.ndarray,
@@ -145,16 +193,13 @@ def trace_sqrt_product(cov_a, cov_b, device: str | None = None) -> float:
     if not bool(live.all()):
         keep = live.nonzero().squeeze(1)
         a, b = a[keep][:, keep], b[keep][:, keep]
+    if a.device.type == "cpu":
+        # A symmetric C-ordered matrix's transpose is itself in Fortran order: LAPACK gets it without a copy.
+        trace = _trace_sqrt_of_lower(np.asfortranarray(a.numpy().T), np.asfortranarray(b.numpy().T))
+        if trace is not None:
+            return trace
     factor_a, bad_a = torch.linalg.cholesky_ex(a)
     factor_b, bad_b = torch.linalg.cholesky_ex(b)
-    if not bad_a and not bad_b and a.device.type == "cpu":
-        # tr sqrt(A B) = sum sqrt(eig(P^T P)) with P = Lb^T La. BLAS's triangular product and rank-k update do
-        # half the arithmetic of two general products; dsyrk fills the lower triangle, all eigvalsh reads.
-        from scipy.linalg import blas
-
-        product = blas.dtrmm(1.0, np.asfortranarray(factor_b.numpy()), np.asfortranarray(factor_a.numpy()),
-                             side=0, lower=1, trans_a=1)
-        return _sum_sqrt_eigenvalues(blas.dsyrk(1.0, product, trans=1, lower=1))
     if not bad_a and not bad_b:
         product = factor_b.mT @ factor_a
         symmetric = product.mT @ product
@@ -302,16 +347,14 @@ def _trace_sqrt_gram(rows: np.ndarray, weights: np.ndarray | None, cov_other: np
 def _sum_sqrt_eigenvalues(symmetric: np.ndarray, drop_smallest: int = 0) -> float:
     """Sum of the square roots of a symmetric PSD matrix's eigenvalues (round-off negatives count as 0), leaving
     out the `drop_smallest` smallest (known to be zero)."""
-    import torch
+    from scipy.linalg import lapack
 
-    # numpy's LAPACK wins on small matrices (torch's threaded one pays thread wake-ups); on large ones
-    # (d = 2048) torch's threaded MKL is fastest on an idle machine (0.32 s on 2 cores vs 0.54 s on one).
-    # Oversubscribed cores slow every threaded kernel; set torch's thread count to what is really free.
-    if symmetric.shape[0] <= SMALL_EIGEN_PROBLEM:
-        eigenvalues = np.linalg.eigvalsh(symmetric)
-    else:
-        eigenvalues = torch.linalg.eigvalsh(torch.from_numpy(symmetric)).numpy()
-    return float(np.sqrt(np.clip(eigenvalues[drop_smallest:], 0, None)).sum())  # ascending order
+    # scipy's LAPACK (the BLAS of the products before it: torch's MKL or numpy's OpenBLAS would bring a second
+    # thread pool whose spinning workers take cores from the first); MRRR, eigenvalues only, lower triangle.
+    eigenvalues, _, _, _, failed = lapack.dsyevr(symmetric, compute_v=0, lower=1)
+    if failed != 0:
+        raise FrechetInputError(f"LAPACK syevr failed (info {failed})")
+    return float(np.sqrt(np.clip(np.sort(eigenvalues)[drop_smallest:], 0, None)).sum())
 
 
 def _warn_rank_deficient(rows: int, dim: int) -> None:
