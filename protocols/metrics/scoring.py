@@ -159,7 +159,7 @@ def score_folders(gen_dir, ref_dir=None, metrics=None, backbone: str = "paper", 
             ref_out = outputs.get((name, "reference"))
             if metric == "fad" and reference_stats is not None:
                 _frechet_to_stats_metric(prefix, name, output, generated, gen_out, reference_stats, stats_source,
-                                         bootstrap, seed, fad_inf, results, per_clip, notes)
+                                         bootstrap, seed, fad_inf, results, per_clip, notes, backbones[name].device)
             elif metric in ("fad", "fd"):
                 _frechet_metric(metric, prefix, name, output, generated, reference, gen_out, ref_out, bootstrap,
                                 seed, fad_inf, results, per_clip, notes, backbones[name].device)
@@ -483,7 +483,7 @@ def _frechet_metric(metric, prefix, backbone, output, generated, reference, gen_
 
 
 def _frechet_to_stats_metric(prefix, backbone, output, generated, gen_out, reference_stats, stats_source, bootstrap,
-                             seed, fad_inf, results, per_clip, notes):
+                             seed, fad_inf, results, per_clip, notes, device=None):
     """FAD against fixed reference statistics (--ref-stats): only the generated clips vary."""
     gen_rows, gen_clip_of_row = _rows(generated, gen_out, output)
     key = prefix + "fad"
@@ -492,7 +492,8 @@ def _frechet_to_stats_metric(prefix, backbone, output, generated, gen_out, refer
                          f"{backbone} embeddings are {gen_rows.shape[1]}-d; pick the key of this backbone")
     value = frechet_to_reference(gen_rows, None, reference_stats)
     interval = (bootstrap_frechet_to_stats(gen_rows, reference_stats, bootstrap, rng_for(seed, key),
-                                           gen_clip_of_row if output == "frames" else None) if bootstrap else None)
+                                           gen_clip_of_row if output == "frames" else None, device)
+                if bootstrap else None)
     results[key] = _entry(value, backbone, len(generated.clips), interval, reference_stats=stats_source,
                           rows=int(gen_rows.shape[0]), dims=int(gen_rows.shape[1]))
     if fad_inf:
