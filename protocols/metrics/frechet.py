@@ -254,6 +254,8 @@ class CentredRows:
         count = float(weights[keep].sum())
         if count < 2:
             raise FrechetInputError(f"resample has total weight {count}; the covariance needs at least 2 rows")
+        if self.device.type == "cpu":
+            return self._weighted_on_cpu(weights[keep], keep, count)
         kept = torch.from_numpy(weights[keep]).to(self.device)
         picked = self.centred.index_select(0, torch.from_numpy(keep).to(self.device))
         shift = kept @ picked / count
@@ -262,6 +264,21 @@ class CentredRows:
         scatter.addr_(shift, shift, alpha=-count)
         scatter.div_(count - 1)
         return self.centre + shift.cpu().numpy(), scatter, count
+
+    def _weighted_on_cpu(self, kept: np.ndarray, keep: np.ndarray, count: float):
+        # numpy for the elementwise work and scipy's BLAS for the products: torch's or numpy's own threaded
+        # kernels here would wake a second thread pool between the BLAS calls of every resample.
+        import torch
+        from scipy.linalg import blas
+
+        picked = self.centred.numpy()[keep]
+        shift = blas.dgemv(1.0 / count, picked.T, kept)
+        picked *= np.sqrt(kept)[:, None]
+        lower = blas.dsyrk(1.0, picked.T, trans=0, lower=1)
+        scatter = np.tril(lower) + np.tril(lower, -1).T
+        scatter -= count * np.outer(shift, shift)
+        scatter /= count - 1
+        return self.centre + shift, torch.from_numpy(scatter), count
 
 
 @dataclass(frozen=True)
@@ -357,8 +374,8 @@ def _scatter(rows):
 
     # dsyrk on the transposed (Fortran-ordered) view writes the lower triangle; mirror it for the callers
     # (cholesky and eigvalsh read the lower triangle, the fallbacks read both).
-    lower = torch.from_numpy(blas.dsyrk(1.0, rows.numpy().T, trans=0, lower=1))
-    return lower.tril_().add_(lower.tril(-1).mT)
+    lower = blas.dsyrk(1.0, rows.numpy().T, trans=0, lower=1)
+    return torch.from_numpy(np.tril(lower) + np.tril(lower, -1).T)  # numpy: no torch thread pool woken
 
 
 def reference_frechet_distance(mean_a, cov_a, mean_b, cov_b, eps: float = 1e-6) -> float:
