@@ -8,8 +8,8 @@ changes another metric's interval. Intervals are percentile intervals of the rep
 
 Frechet replicates are exact (each resample's covariances and eigenvalues) while their projected arithmetic,
 replicates x (rows x d^2 + 10 d^3) flops, stays within EXACT_FLOP_BUDGET (about ten CPU-core seconds): every
-small run, every test. Beyond it (a MusicCaps-size run: PANNs FD at d = 2048 would take about a second per
-resample on two cores) the first CALIBRATION_RESAMPLES resamples stay exact and the rest are predicted from
+small run, every test. Beyond it (a MusicCaps-size run: an exact PANNs FD resample at d = 2048 is about 70
+GFLOP, 6.6 s measured on the shared 2-core box) the first CALIBRATION_RESAMPLES resamples stay exact and the rest are predicted from
 delta-method replicates: the means and covariance traces of each resample exactly, tr sqrt(S_gen S_ref) to
 first order around the full sample through the transport maps T (its gradients, one eigendecomposition per
 interval): tr sqrt ~ tr(T_gr S_gen*) / 2 + tr(T_rg S_ref*) / 2, one product over clip sums for all resamples.
@@ -222,8 +222,7 @@ def frechet_inf(gen: np.ndarray, reference: GaussianStats, rng: np.random.Genera
 
 
 def _replicate(draw: Callable[[], float], replicates: int) -> Interval:
-    if replicates < 2:
-        raise ValueError(f"a bootstrap interval needs at least 2 replicates, got {replicates}")
+    _check_replicates(replicates)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnreliableEstimateWarning)
         return percentile_interval([draw() for _ in range(replicates)])
