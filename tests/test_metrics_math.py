@@ -9,8 +9,8 @@ import pytest
 
 from fluxbench import FluxbenchError
 from fluxbench.protocols.metrics import clap_score, frechet_distance, inception_score, kl_divergence
-from fluxbench.protocols.metrics.bootstrap import (bootstrap_frechet, bootstrap_inception, bootstrap_mean,
-                                                   frechet_inf, percentile_interval, rng_for)
+from fluxbench.protocols.metrics.bootstrap import (bootstrap_frechet, bootstrap_frechet_to_stats, bootstrap_inception,
+                                                   bootstrap_mean, frechet_inf, percentile_interval, rng_for)
 from fluxbench.protocols.metrics.frechet import (GaussianStats, UnreliableEstimateWarning,
                                                  frechet_distance_weighted, frechet_to_reference,
                                                  reference_frechet_distance, trace_sqrt_product)
@@ -223,3 +223,71 @@ def test_bootstrap_inception_gives_the_intervals_of_resampled_scores():
     unshuffled = [inception_score(logits[draws.integers(0, 137, 137)], splits=7, shuffle=False)[0] for _ in range(5)]
     interval = bootstrap_inception(logits, 5, rng_for(6, "is"), splits=7, shuffle=False)
     assert (interval.low, interval.high) == pytest.approx(tuple(np.percentile(unshuffled, [2.5, 97.5])), rel=1e-12)
+
+
+# ---- first-order (calibrated) Frechet replicates at scale -------------------------------------------------
+def test_transport_maps_and_clip_sums_give_the_exact_moments_of_every_resample():
+    from fluxbench.protocols.metrics.frechet import CentredRows, ClipSums, transport_maps
+
+    rng = np.random.default_rng(21)
+    gen, ref = _gaussian_rows(rng, 120, 8, 0.3, 0.5), _gaussian_rows(rng, 100, 8, 0.2)
+    sa, sb = GaussianStats.of(gen), GaussianStats.of(ref)
+    maps = transport_maps(sa.cov, sb.cov)
+    to_b, to_a = maps.a_to_b.numpy(), maps.b_to_a.numpy()
+    np.testing.assert_allclose(to_b @ sa.cov @ to_b, sb.cov, rtol=1e-9, atol=1e-12)  # T_ab carries S_a onto S_b
+    np.testing.assert_allclose(to_b @ to_a, np.eye(8), atol=1e-9)
+    assert maps.trace == pytest.approx(_exact_trace_sqrt(gen, ref), rel=1e-12)
+    assert np.trace(to_b @ sa.cov) == pytest.approx(maps.trace, rel=1e-12)
+    owner = np.repeat(np.arange(30), 4)  # 30 clips of 4 frames
+    counts = np.stack([np.bincount(rng.integers(0, 30, 30), minlength=30) for _ in range(3)]).astype(float)
+    mean, trace, transported = ClipSums(CentredRows(gen), owner, maps.a_to_b).moments(counts)
+    for index, row_counts in enumerate(counts):
+        weighted = GaussianStats.of(gen, row_counts[owner])
+        np.testing.assert_allclose(mean[index], weighted.mean, rtol=1e-12, atol=1e-12)
+        assert trace[index] == pytest.approx(np.trace(weighted.cov), rel=1e-12)
+        assert transported[index] == pytest.approx(np.trace(to_b @ weighted.cov), rel=1e-12)
+
+
+def test_bootstrap_to_reference_stats_gives_the_intervals_of_the_per_resample_formula():
+    rng = np.random.default_rng(22)
+    gen, ref = _gaussian_rows(rng, 200, 12, 0.3, 0.4), _gaussian_rows(rng, 300, 12, 0.2)
+    reference = GaussianStats.of(ref)
+    draws = rng_for(5, "fad")
+    values = [frechet_to_reference(gen, np.bincount(draws.integers(0, 200, 200), minlength=200).astype(float),
+                                   reference, warn=False) for _ in range(60)]
+    interval = bootstrap_frechet_to_stats(gen, reference, 60, rng_for(5, "fad"))
+    assert (interval.low, interval.high, interval.std) == pytest.approx(
+        (*np.percentile(values, [2.5, 97.5]), np.std(values, ddof=1)), rel=1e-10)
+
+
+def test_calibrated_first_order_intervals_cover_a_known_frechet_distance(monkeypatch):
+    from fluxbench.protocols.metrics import bootstrap
+
+    rng = np.random.default_rng(23)
+    dim, rows, trials = 6, 300, 60
+    root_a, root_b = rng.standard_normal((dim, dim)) / 2, rng.standard_normal((dim, dim)) / 2
+    mean_b = np.full(dim, 0.25)
+    truth = _closed_form(np.zeros(dim), root_a @ root_a.T, mean_b, root_b @ root_b.T)
+    covered = {"exact": 0, "first order": 0}
+    widths = {"exact": [], "first order": []}
+    for trial in range(trials):
+        gen = rng.standard_normal((rows, dim)) @ root_a.T
+        ref = rng.standard_normal((rows, dim)) @ root_b.T + mean_b
+        for label, budget in (("exact", 1e30), ("first order", 0.0)):
+            monkeypatch.setattr(bootstrap, "EXACT_FLOP_BUDGET", budget)
+            interval = bootstrap_frechet(gen, ref, 200, rng_for(trial, "fd"))
+            covered[label] += interval.low <= truth <= interval.high
+            widths[label].append(interval.high - interval.low)
+    # 95 % intervals: 60 trials put the count of covering ones in [52, 60] with probability ~0.98
+    assert covered["first order"] >= 52, covered
+    assert abs(covered["first order"] - covered["exact"]) <= 4, covered
+    assert np.median(np.array(widths["first order"]) / widths["exact"]) == pytest.approx(1.0, abs=0.1)
+
+
+def test_intervals_switch_to_calibrated_first_order_only_beyond_the_budget():
+    from fluxbench.protocols.metrics.bootstrap import CALIBRATION_RESAMPLES, exact_resample_count
+
+    assert exact_resample_count(1000, 300 + 260, 24) == 1000  # every test-sized run stays exact
+    assert exact_resample_count(1000, 2 * 5521, 2048) == CALIBRATION_RESAMPLES  # MusicCaps PANNs FD
+    assert exact_resample_count(1000, 2 * 55210, 128) == CALIBRATION_RESAMPLES  # MusicCaps VGGish FAD frames
+    assert exact_resample_count(10, 2 * 5521, 2048) == 10

@@ -118,7 +118,8 @@ def _frechet_to_stats(inputs: MetricInputs) -> MetricOutcome:
                          f"{name} embeddings are {gen_rows.shape[1]}-d; pick the key of this backbone")
     value = frechet_to_reference(gen_rows, None, stats)
     interval = (bootstrap_frechet_to_stats(gen_rows, stats, inputs.bootstrap, rng_for(inputs.seed, key),
-                                           gen_clip_of_row if inputs.output == "frames" else None)
+                                           gen_clip_of_row if inputs.output == "frames" else None,
+                                           inputs.backbone.device)
                 if inputs.bootstrap else None)
     outcome.entries[key] = entry(value, name, len(inputs.generated.clips), interval,
                                  reference_stats=inputs.stats_source, rows=int(gen_rows.shape[0]),

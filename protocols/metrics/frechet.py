@@ -7,9 +7,10 @@ covariances (N - 1), no regulariser, no clamp at zero, so identical sets can giv
 
 The reference library takes tr sqrt(S1 S2) from scipy's `sqrtm` of the non-symmetric product. The eigenvalues
 of S1 S2 are those of a symmetric positive semi-definite matrix, so we sum their square roots instead, in
-float64 (torch's MKL for the large products and eigenproblems, numpy's LAPACK for small ones):
-- both covariances positive definite (the usual N > d case): S_i = L_i L_i^T (Cholesky), A = L2^T L1, and the
-  eigenvalues of S1 S2 are those of A^T A;
+float64 (on the CPU all in one BLAS/LAPACK, scipy's, so that no two thread pools fight over the cores):
+- one covariance positive definite (the usual N > d case): S1 = L L^T (Cholesky) and the eigenvalues of S1 S2
+  are those of L^T S2 L (LAPACK's sygst forms it in one triangular pass), eigenvalues only (no vectors);
+  from embeddings each covariance is one symmetric rank-k update into a lower triangle, nothing mirrored;
 - dimensions without variance in either set (dead ReLU units) are dropped first, which is exact;
 - one covariance singular: L^T S_other L with the Cholesky factor that exists;
 - data on hand and fewer rows than dimensions on one side: S = Z^T Z with Z the scaled centred rows, and the
@@ -29,7 +30,6 @@ import numpy as np
 from fluxbench import FluxbenchError
 
 METHODS = ("auto", "sqrtm")
-SMALL_EIGEN_PROBLEM = 256
 
 
 class FrechetInputError(FluxbenchError):
@@ -80,7 +80,55 @@ def frechet_distance(emb_a, emb_b, method: str = "auto") -> float:
     b = as_embeddings(emb_b, "second embedding set")
     if a.shape[1] != b.shape[1]:
         raise FrechetInputError(f"embedding sets differ in dimension: {a.shape[1]} vs {b.shape[1]}")
+    if method == "auto" and min(a.shape[0], b.shape[0]) - 1 >= a.shape[1]:
+        value = _frechet_of_full_rank_rows(a, b)
+        if value is not None:
+            return value
     return frechet_distance_weighted(a, None, b, None, method)
+
+
+def _frechet_of_full_rank_rows(a: np.ndarray, b: np.ndarray) -> float | None:
+    """The usual case (more rows than dimensions in both sets) without full covariance matrices: lower
+    triangles straight from the centred rows, one Cholesky, sygst, eigenvalues. None when neither covariance is
+    positive definite (the caller's general path then drops dead dimensions)."""
+    mean_a, mean_b = a.mean(axis=0), b.mean(axis=0)
+    cov_a = lower_scatter(a, mean_a, 1.0 / (a.shape[0] - 1))
+    cov_b = lower_scatter(b, mean_b, 1.0 / (b.shape[0] - 1))
+    traces = float(np.trace(cov_a)) + float(np.trace(cov_b))
+    if not np.isfinite(traces):
+        raise FrechetInputError("statistics contain NaN or infinite values")
+    if not (np.diagonal(cov_a).all() and np.diagonal(cov_b).all()):
+        return None  # dead dimensions: their zero eigenvalues would come back as square roots of round-off
+    trace = _trace_sqrt_of_lower(cov_a, cov_b)
+    if trace is None:
+        return None
+    diff = mean_a - mean_b
+    return float(diff @ diff + traces - 2.0 * trace)
+
+
+def lower_scatter(rows: np.ndarray, centre: np.ndarray, scale: float) -> np.ndarray:
+    """scale * (rows - centre)^T (rows - centre) as a lower triangle (the upper one zero) in Fortran order,
+    what LAPACK reads: one symmetric rank-k update, half the flops of a general product."""
+    from scipy.linalg import blas
+
+    # The centred C-ordered rows' transpose is Fortran-ordered, so BLAS reads it without a copy.
+    return blas.dsyrk(scale, np.subtract(rows, centre).T, trans=0, lower=1)
+
+
+def _trace_sqrt_of_lower(cov_a: np.ndarray, cov_b: np.ndarray) -> float | None:
+    """tr sqrt(S_a S_b) from the lower triangles of two covariances, on the CPU: the eigenvalues of L^T S L
+    with L the Cholesky factor of whichever covariance has one (L_a first); None when neither has."""
+    from scipy.linalg import lapack
+
+    for factored, other in ((cov_a, cov_b), (cov_b, cov_a)):
+        factor, failed = lapack.dpotrf(factored, lower=1, clean=1)
+        if failed == 0:
+            # itype 2 forms L^T S L, a product of triangular and symmetric matrices (no inverse).
+            product, failed = lapack.dsygst(other, factor, itype=2, lower=1)
+            if failed != 0:
+                raise FrechetInputError(f"LAPACK sygst failed (info {failed})")
+            return _sum_sqrt_eigenvalues(product)
+    return None
 
 
 def frechet_distance_weighted(a: np.ndarray, weights_a: np.ndarray | None, b: np.ndarray,
@@ -145,16 +193,13 @@ def trace_sqrt_product(cov_a, cov_b, device: str | None = None) -> float:
     if not bool(live.all()):
         keep = live.nonzero().squeeze(1)
         a, b = a[keep][:, keep], b[keep][:, keep]
+    if a.device.type == "cpu":
+        # A symmetric C-ordered matrix's transpose is itself in Fortran order: LAPACK gets it without a copy.
+        trace = _trace_sqrt_of_lower(np.asfortranarray(a.numpy().T), np.asfortranarray(b.numpy().T))
+        if trace is not None:
+            return trace
     factor_a, bad_a = torch.linalg.cholesky_ex(a)
     factor_b, bad_b = torch.linalg.cholesky_ex(b)
-    if not bad_a and not bad_b and a.device.type == "cpu":
-        # tr sqrt(A B) = sum sqrt(eig(P^T P)) with P = Lb^T La. BLAS's triangular product and rank-k update do
-        # half the arithmetic of two general products; dsyrk fills the lower triangle, all eigvalsh reads.
-        from scipy.linalg import blas
-
-        product = blas.dtrmm(1.0, np.asfortranarray(factor_b.numpy()), np.asfortranarray(factor_a.numpy()),
-                             side=0, lower=1, trans_a=1)
-        return _sum_sqrt_eigenvalues(blas.dsyrk(1.0, product, trans=1, lower=1))
     if not bad_a and not bad_b:
         product = factor_b.mT @ factor_a
         symmetric = product.mT @ product
@@ -191,6 +236,15 @@ class CentredRows:
     def dim(self) -> int:
         return self.rows.shape[1]
 
+    def on_device(self, matrix: np.ndarray):
+        """A float64 tensor of `matrix` on the rows' device, converted once per matrix (fixed statistics)."""
+        import torch
+
+        cached = getattr(self, "_on_device", None)
+        if cached is None or cached[0] is not matrix:
+            self._on_device = (matrix, torch.as_tensor(matrix, dtype=torch.float64, device=self.device))
+        return self._on_device[1]
+
     def weighted(self, weights: np.ndarray):
         """(mean as numpy, unbiased covariance as a full symmetric tensor on the device, total weight)."""
         import torch
@@ -200,6 +254,8 @@ class CentredRows:
         count = float(weights[keep].sum())
         if count < 2:
             raise FrechetInputError(f"resample has total weight {count}; the covariance needs at least 2 rows")
+        if self.device.type == "cpu":
+            return self._weighted_on_cpu(weights[keep], keep, count)
         kept = torch.from_numpy(weights[keep]).to(self.device)
         picked = self.centred.index_select(0, torch.from_numpy(keep).to(self.device))
         shift = kept @ picked / count
@@ -209,15 +265,97 @@ class CentredRows:
         scatter.div_(count - 1)
         return self.centre + shift.cpu().numpy(), scatter, count
 
+    def _weighted_on_cpu(self, kept: np.ndarray, keep: np.ndarray, count: float):
+        # numpy for the elementwise work and scipy's BLAS for the products: torch's or numpy's own threaded
+        # kernels here would wake a second thread pool between the BLAS calls of every resample.
+        import torch
+        from scipy.linalg import blas
 
-def frechet_of_weighted_rows(a: CentredRows, weights_a: np.ndarray, b: CentredRows, weights_b: np.ndarray) -> float:
-    """`frechet_distance_weighted` (same value, to round-off) on rows prepared once; covariances and the
-    eigenvalue step run on the rows' device. Resamples with fewer distinct rows than dimensions take the
-    exact Gram route of `frechet_distance_weighted`."""
-    if min(np.count_nonzero(weights_a), np.count_nonzero(weights_b)) - 1 < a.dim:
+        picked = self.centred.numpy()[keep]
+        shift = blas.dgemv(1.0 / count, picked.T, kept)
+        picked *= np.sqrt(kept)[:, None]
+        lower = blas.dsyrk(1.0, picked.T, trans=0, lower=1)
+        scatter = np.tril(lower) + np.tril(lower, -1).T
+        scatter -= count * np.outer(shift, shift)
+        scatter /= count - 1
+        return self.centre + shift, torch.from_numpy(scatter), count
+
+
+@dataclass(frozen=True)
+class TransportMaps:
+    """tr sqrt(S_a S_b) with its gradients, for first-order (delta-method) bootstrap replicates.
+
+    T_ab = L^-T (L^T S_b L)^(1/2) L^-1 (S_a = L L^T) maps N(0, S_a) onto N(0, S_b) (T_ab S_a T_ab = S_b) and
+    T_ba is its inverse; d tr sqrt(S_a S_b) / dS_a = T_ab / 2, d / dS_b = T_ba / 2, and tr(T_ab S_a) =
+    tr(T_ba S_b) = tr sqrt(S_a S_b). Tensors on the device of the covariances.
+    """
+
+    trace: float
+    a_to_b: object
+    b_to_a: object
+
+
+def transport_maps(cov_a, cov_b, device=None) -> TransportMaps | None:
+    """The maps of `TransportMaps` from two full symmetric covariances (arrays or tensors), computed on `device`
+    (eigenvectors once, in float64); None unless both covariances are positive definite."""
+    import torch
+
+    a = torch.as_tensor(cov_a, dtype=torch.float64, device=device)
+    b = torch.as_tensor(cov_b, dtype=torch.float64, device=device)
+    factor, failed = torch.linalg.cholesky_ex(a)
+    if bool(failed):
+        return None
+    values, vectors = torch.linalg.eigh(factor.mT @ b @ factor)
+    if not bool(values.min() > 0):
+        return None
+    # With L^T S_b L = V diag(l) V^T: T_ab = G diag(l^1/2) G^T, G = L^-T V, and T_ba = H diag(l^-1/2) H^T, H = L V.
+    to_b = torch.linalg.solve_triangular(factor.mT, vectors, upper=True)
+    to_a = factor @ vectors
+    roots = values.sqrt()
+    return TransportMaps(float(roots.sum()), (to_b * roots) @ to_b.mT, (to_a / roots) @ to_a.mT)
+
+
+class ClipSums:
+    """Per-clip sums of centred rows y, of |y|^2 and of y^T T y (T a transport map), so that for any number of
+    resamples (how often each clip is drawn) the weighted means, tr S_w and tr(T S_w) come from one product:
+    tr(T S_w) = (sum_i w_i y_i^T T y_i - W s^T T s) / (W - 1) with s = sum_i w_i y_i / W, W = sum_i w_i, and
+    S_w the unbiased weighted covariance (T = I gives tr S_w)."""
+
+    def __init__(self, rows: CentredRows, clip_of_row: np.ndarray | None, transport) -> None:
+        import torch
+
+        owner = np.arange(rows.rows.shape[0]) if clip_of_row is None else np.asarray(clip_of_row)
+        clips = int(owner.max()) + 1
+        centred = rows.centred
+        per_row = torch.cat([centred, (centred * centred).sum(1, keepdim=True),
+                             ((centred @ transport) * centred).sum(1, keepdim=True)], dim=1)
+        self.sums = per_row.new_zeros(clips, per_row.shape[1]).index_add_(
+            0, torch.from_numpy(owner).to(rows.device), per_row)
+        self.rows_per_clip = per_row.new_tensor(np.bincount(owner, minlength=clips).astype(np.float64))
+        self.centre, self.transport = rows.centre, transport
+
+    def moments(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(weighted means, tr S_w, tr(T S_w)) for each row of `counts` (resamples x clips), as numpy."""
+        draws = self.sums.new_tensor(np.asarray(counts, dtype=np.float64))
+        sums, total = draws @ self.sums, draws @ self.rows_per_clip
+        shift = sums[:, :-2] / total[:, None]
+        trace = (sums[:, -2] - total * (shift * shift).sum(1)) / (total - 1)
+        transported = (sums[:, -1] - total * ((shift @ self.transport) * shift).sum(1)) / (total - 1)
+        return self.centre + shift.cpu().numpy(), trace.cpu().numpy(), transported.cpu().numpy()
+
+
+def frechet_of_weighted_rows(a: CentredRows, weights_a: np.ndarray, b: CentredRows | GaussianStats,
+                             weights_b: np.ndarray | None = None) -> float:
+    """`frechet_distance_weighted` (or `frechet_to_reference` when `b` is fixed statistics; same value, to
+    round-off) on rows prepared once; covariances and the eigenvalue step run on the rows' device. Resamples
+    with fewer distinct rows than dimensions take the exact Gram route of those functions."""
+    fixed = isinstance(b, GaussianStats)
+    if np.count_nonzero(weights_a) - 1 < a.dim or (not fixed and np.count_nonzero(weights_b) - 1 < a.dim):
+        if fixed:
+            return frechet_to_reference(a.rows, weights_a, b, warn=False)
         return frechet_distance_weighted(a.rows, weights_a, b.rows, weights_b, warn=False)
     mean_a, cov_a, _ = a.weighted(weights_a)
-    mean_b, cov_b, _ = b.weighted(weights_b)
+    mean_b, cov_b, _ = (b.mean, a.on_device(b.cov), b.count) if fixed else b.weighted(weights_b)
     for label, cov in (("first", cov_a), ("second", cov_b)):
         if not bool(cov.isfinite().all()):
             raise FrechetInputError(f"{label} statistics contain NaN or infinite values")
@@ -236,8 +374,8 @@ def _scatter(rows):
 
     # dsyrk on the transposed (Fortran-ordered) view writes the lower triangle; mirror it for the callers
     # (cholesky and eigvalsh read the lower triangle, the fallbacks read both).
-    lower = torch.from_numpy(blas.dsyrk(1.0, rows.numpy().T, trans=0, lower=1))
-    return lower.tril_().add_(lower.tril(-1).mT)
+    lower = blas.dsyrk(1.0, rows.numpy().T, trans=0, lower=1)
+    return torch.from_numpy(np.tril(lower) + np.tril(lower, -1).T)  # numpy: no torch thread pool woken
 
 
 def reference_frechet_distance(mean_a, cov_a, mean_b, cov_b, eps: float = 1e-6) -> float:
@@ -302,16 +440,14 @@ def _trace_sqrt_gram(rows: np.ndarray, weights: np.ndarray | None, cov_other: np
 def _sum_sqrt_eigenvalues(symmetric: np.ndarray, drop_smallest: int = 0) -> float:
     """Sum of the square roots of a symmetric PSD matrix's eigenvalues (round-off negatives count as 0), leaving
     out the `drop_smallest` smallest (known to be zero)."""
-    import torch
+    from scipy.linalg import lapack
 
-    # numpy's LAPACK wins on small matrices (torch's threaded one pays thread wake-ups); on large ones
-    # (d = 2048) torch's threaded MKL is fastest on an idle machine (0.32 s on 2 cores vs 0.54 s on one).
-    # Oversubscribed cores slow every threaded kernel; set torch's thread count to what is really free.
-    if symmetric.shape[0] <= SMALL_EIGEN_PROBLEM:
-        eigenvalues = np.linalg.eigvalsh(symmetric)
-    else:
-        eigenvalues = torch.linalg.eigvalsh(torch.from_numpy(symmetric)).numpy()
-    return float(np.sqrt(np.clip(eigenvalues[drop_smallest:], 0, None)).sum())  # ascending order
+    # scipy's LAPACK (the BLAS of the products before it: torch's MKL or numpy's OpenBLAS would bring a second
+    # thread pool whose spinning workers take cores from the first); MRRR, eigenvalues only, lower triangle.
+    eigenvalues, _, _, _, failed = lapack.dsyevr(symmetric, compute_v=0, lower=1)
+    if failed != 0:
+        raise FrechetInputError(f"LAPACK syevr failed (info {failed})")
+    return float(np.sqrt(np.clip(np.sort(eigenvalues)[drop_smallest:], 0, None)).sum())
 
 
 def _warn_rank_deficient(rows: int, dim: int) -> None:
