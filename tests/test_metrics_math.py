@@ -291,3 +291,23 @@ def test_intervals_switch_to_calibrated_first_order_only_beyond_the_budget():
     assert exact_resample_count(1000, 2 * 5521, 2048) == CALIBRATION_RESAMPLES  # MusicCaps PANNs FD
     assert exact_resample_count(1000, 2 * 55210, 128) == CALIBRATION_RESAMPLES  # MusicCaps VGGish FAD frames
     assert exact_resample_count(10, 2 * 5521, 2048) == 10
+
+
+def test_calibrated_intervals_say_so_and_the_exact_switch_restores_every_resample(monkeypatch):
+    from fluxbench.protocols.metrics import bootstrap as bootstrap_module
+    from fluxbench.protocols.metrics.compute import entry
+
+    rng = np.random.default_rng(3)
+    gen, ref = rng.standard_normal((40, 6)), rng.standard_normal((40, 6)) + 0.3
+    monkeypatch.setattr(bootstrap_module, "EXACT_FLOP_BUDGET", 0.0)  # this small run now counts as large
+    calibrated = bootstrap_module.bootstrap_frechet(gen, ref, 60, np.random.default_rng(0))
+    assert calibrated.exact == bootstrap_module.CALIBRATION_RESAMPLES and calibrated.replicates == 60
+    assert entry(1.0, "b", 40, calibrated)["bootstrap_exact_resamples"] == bootstrap_module.CALIBRATION_RESAMPLES
+    monkeypatch.setenv(bootstrap_module.EXACT_ENV, "1")
+    exact = bootstrap_module.bootstrap_frechet(gen, ref, 60, np.random.default_rng(0))
+    monkeypatch.setattr(bootstrap_module, "EXACT_FLOP_BUDGET", 1e30)
+    monkeypatch.delenv(bootstrap_module.EXACT_ENV)
+    reference = bootstrap_module.bootstrap_frechet(gen, ref, 60, np.random.default_rng(0))
+    assert exact.exact is None and "bootstrap_exact_resamples" not in entry(1.0, "b", 40, exact)
+    assert (exact.low, exact.high, exact.std) == (reference.low, reference.high, reference.std)
+    assert (calibrated.low, calibrated.high) != (exact.low, exact.high)

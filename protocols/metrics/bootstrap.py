@@ -22,9 +22,10 @@ the all-exact path; coverage of the intervals is tested on Gaussians with a know
 
 from __future__ import annotations
 
+import os
 import warnings
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -36,6 +37,7 @@ from fluxbench.protocols.metrics.inception import log_softmax_rows, split_bounds
 
 
 EXACT_FLOP_BUDGET = 5e11
+EXACT_ENV = "FLUXBENCH_EXACT_BOOTSTRAP"  # "1": every Frechet resample exact, whatever it costs
 CALIBRATION_RESAMPLES = 30
 LINEAR_CHUNK = 256
 
@@ -47,6 +49,7 @@ class Interval:
     std: float
     replicates: int
     level: float = 0.95
+    exact: int | None = None  # resamples computed exactly when the rest were calibrated first-order ones
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -121,7 +124,7 @@ def bootstrap_frechet(gen: np.ndarray, ref: np.ndarray, replicates: int, rng: np
 def exact_resample_count(replicates: int, rows: int, dim: int) -> int:
     """How many Frechet resamples are computed exactly: all of them while replicates x (rows x d^2 + 10 d^3)
     flops fit EXACT_FLOP_BUDGET, otherwise the CALIBRATION_RESAMPLES that calibrate the first-order rest."""
-    if replicates * (rows * dim**2 + 10 * dim**3) <= EXACT_FLOP_BUDGET:
+    if os.environ.get(EXACT_ENV) == "1" or replicates * (rows * dim**2 + 10 * dim**3) <= EXACT_FLOP_BUDGET:
         return replicates
     return min(replicates, CALIBRATION_RESAMPLES)
 
@@ -138,6 +141,7 @@ def _exact_then_first_order(exact: Callable[[int], float], first_order: Callable
                 values += [exact(index) for index in range(count, replicates)]
             else:
                 values += _calibrated(np.asarray(values), linear[:count], linear[count:]).tolist()
+                return replace(percentile_interval(values), exact=count)
     return percentile_interval(values)
 
 

@@ -68,6 +68,8 @@ def entry(value: float, backbone: str, count: int, interval=None, **extra) -> di
               "backbone": backbone}
     if interval is not None:
         result["bootstrap_std"] = interval.std
+        if interval.exact is not None:  # the rest were calibrated first-order resamples (see bootstrap.py)
+            result["bootstrap_exact_resamples"] = interval.exact
     result.update(extra)
     return result
 
