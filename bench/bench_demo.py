@@ -34,6 +34,10 @@ def criteria(results: dict) -> list[tuple[str, str, str, bool]]:
              ("level / reference (median)", f"{trained['level_ratio']:.2f}", "0.5-2",
               0.5 <= trained["level_ratio"] <= 2.0),
              ("chroma match", f"{trained['chroma_match']:.3f}", ">= 0.10", trained["chroma_match"] >= 0.10)]
+    if "caption_reliance" in trained:
+        untrained = rows.get("untrained", {}).get("caption_reliance", 0.0)
+        table.append(("caption reliance (loss rise, captions swapped)", f"{trained['caption_reliance']:+.1%}",
+                      f"> untrained {untrained:+.1%}", trained["caption_reliance"] > untrained))
     for attribute, level in chance.items():
         table.append((f"{attribute} accuracy", f"{trained[attribute]:.2f}", f"> chance {level:.2f}",
                       trained[attribute] > level))

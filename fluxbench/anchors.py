@@ -9,7 +9,9 @@ backbone, items and seeds:
 Attribute columns give how often an attribute read back from the audio (fluxbench.protocols.metrics.attributes)
 matches the one the prompt names, with chance (always the most frequent class) shown. "chroma match" is how
 much better a clip's pitch-class profile correlates with its own prompt's reference than with the others
-(about 0 when prompts are ignored); "level / ref." the median RMS ratio to the reference. The verdict says, per
+(about 0 when prompts are ignored); "level / ref." the median RMS ratio to the reference; "caption reliance"
+(trained and untrained rows) how much the model's own training loss on the references rises at high noise when
+each reference gets another's caption (about 0 for a model that does not read its prompt). The verdict says, per
 metric, whether the trained model is better than noise and the untrained model and not better than the codec.
 """
 
@@ -30,7 +32,8 @@ log = logging.getLogger(__name__)
 ANCHOR_DIR = "anchors"
 FIT_CLIPS = 128  # labelled training-split clips the attribute estimators are fitted on
 ROWS = ("trained", "untrained", "noise", "codec", "references")
-SIGNAL_COLUMNS = {"chroma_match": "chroma match", "level_ratio": "level / ref."}
+SIGNAL_COLUMNS = {"chroma_match": "chroma match", "level_ratio": "level / ref.",
+                  "caption_reliance": "caption reliance"}
 
 
 def _write_missing(folder: Path, ids: Sequence[str], make, rate: int) -> None:
@@ -222,5 +225,12 @@ def score_anchors(runner, model, eval_set, items, reference_dir: Path, results: 
                                         reference_dir)
     for name, values in accuracies.items():
         rows.setdefault(name, {}).update(values)
+    references = _read(reference_dir, ids, model.sample_rate)
+    texts = [captions[i] for i in ids]
+    for name, candidate in (("trained", model), ("untrained", model.untrained(runner.config.seed))):
+        reliance = (candidate.caption_reliance(references, model.sample_rate, texts, runner.config.seed)
+                    if candidate is not None else None)
+        if reliance is not None and name in rows:
+            rows[name]["caption_reliance"] = reliance
     return {"rows": rows, "chance": chance, "verdict": verdict({k: v for k, v in rows.items() if k != "references"}),
             "n": len(ids), "fit_clips": FIT_CLIPS}

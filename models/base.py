@@ -49,6 +49,12 @@ class TextToMusicModel(abc.ABC):
         None for models that only exist pretrained."""
         return None
 
+    def caption_reliance(self, waveforms: Sequence[np.ndarray], sample_rate: int, captions: Sequence[str],
+                         seed: int = 0) -> float | None:
+        """How much the model's own training loss on these clips rises when each clip is given another clip's
+        caption: about 0 for a model that ignores its prompt. None for models without a tractable loss."""
+        return None
+
     def provenance(self) -> dict[str, Any]:
         """Facts about how the weights were made, for results files (e.g. a trained folder's "training" record:
         steps and training seconds, and its "parameters"); empty when nothing is known."""

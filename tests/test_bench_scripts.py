@@ -51,3 +51,20 @@ def test_staged_generation_estimate_fits_the_giant_at_batch_4_in_10_gib():
     assert staged["encode"] == pytest.approx(staged["peak"]) and staged["encode"] >= counts["t5"] * 2 / 1024**3
     sequential = bench.estimate("giant", 4, configs, counts, keep=False, batched_guidance=False)
     assert sequential["denoise"] < staged["denoise"]  # the batch of 2B holds twice the activations
+
+
+def test_demo_bench_judges_every_criterion_from_the_results():
+    bench_demo = _load("bench_demo")
+    trained = {"level_ratio": 1.4, "chroma_match": 0.12, "caption_reliance": 0.05, "drums": 0.7, "mode": 0.4}
+    results = {"scoring": {"generated": {"clipped_fraction": 0.0005}},
+               "anchors": {"rows": {"trained": trained, "untrained": {"caption_reliance": 0.001}},
+                           "chance": {"drums": 0.59, "mode": 0.5},
+                           "verdict": {"drums": {"beats_noise": True}, "mode": {"beats_noise": False}}}}
+    met = {name: ok for name, _, _, ok in bench_demo.criteria(results)}
+    assert met == {"clipped samples": True, "level / reference (median)": True, "chroma match": True,
+                   "caption reliance (loss rise, captions swapped)": True, "drums accuracy": True,
+                   "mode accuracy": False, "between anchors on every column": False}
+    results["scoring"]["generated"]["clipped_fraction"] = 0.002
+    trained.update(level_ratio=2.5, chroma_match=0.05, caption_reliance=0.0)
+    assert not any(ok for name, _, _, ok in bench_demo.criteria(results) if not name.endswith("accuracy")
+                   and name != "between anchors on every column")

@@ -50,6 +50,10 @@ def test_overfit_model_reproduces_its_training_clips(overfit):
     untrained = model.untrained(seed=0).generate(captions, duration=OVERFIT_SECONDS, seed=[5, 6], steps=25,
                                                  guidance=1.0).waveforms
     assert _log_mel_correlation(untrained[0], through_codec[0][: untrained.shape[1]]) < 0.6
+    # A model that learned its two captions loses far more when they are swapped than a fresh one does.
+    rate = model.sample_rate
+    assert model.caption_reliance(list(references), rate, captions) > 0.5
+    assert abs(model.untrained(seed=0).caption_reliance(list(references), rate, captions)) < 0.02
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +111,9 @@ def test_demo_run_scores_anchor_rows_with_attribute_accuracy(small_folder, tmp_p
     attributes = {"scale", "mode", "register", "tempo", "loudness", "drums"}
     signal = {"chroma_match", "level_ratio"}
     for name in ("trained", "untrained", "noise", "codec"):
-        assert set(rows[name]) == metric_keys | attributes | signal, name
+        reliance = {"caption_reliance"} if name in ("trained", "untrained") else set()
+        assert set(rows[name]) == metric_keys | attributes | signal | reliance, name
+    assert abs(rows["untrained"]["caption_reliance"]) < 0.02  # fresh weights barely read the caption
     assert set(rows["references"]) == attributes | signal
     assert rows["references"]["level_ratio"] == pytest.approx(1.0) and rows["references"]["chroma_match"] > 0.5
     assert rows["noise"]["level_ratio"] == pytest.approx(1.0, rel=0.05) and abs(rows["noise"]["chroma_match"]) < 0.3
@@ -121,7 +127,8 @@ def test_demo_run_scores_anchor_rows_with_attribute_accuracy(small_folder, tmp_p
     assert rows["codec"]["descriptor_fd"] < 0.5 * rows["noise"]["descriptor_fd"]
     assert rows["references"]["loudness"] >= 5 / 6 and rows["noise"]["scale"] <= 2 / 6
     assert all(0 < anchors["chance"][a] <= 1 for a in attributes)
-    assert set(anchors["verdict"]) == metric_keys | attributes | {"chroma_match"}
+    assert set(anchors["verdict"]) == metric_keys | attributes | {"chroma_match", "caption_reliance"}
+    assert set(anchors["verdict"]["caption_reliance"]) == {"beats_untrained"}
     table = anchor_table(anchors)
     assert "| chance |" in table and "codec floor" in table
     assert table in summary_table(results) and results["timing"]["anchors_s"] > 0
