@@ -243,3 +243,17 @@ def test_golden_euler_sampler_record(golden, batched):
     torch.testing.assert_close(states, g["sampler.euler_steps"], atol=1e-4, rtol=0)
     torch.testing.assert_close(run.final, g["sampler.euler_final"], atol=1e-4, rtol=0)
     torch.testing.assert_close(run.x0_estimates[-1], g["sampler.xps_final"], atol=1e-4, rtol=0)
+
+
+def test_logit_normal_location_moves_training_towards_high_noise_and_is_recorded():
+    from fluxbench.models.fluxmusic.flow import RectifiedFlow, get_objective
+
+    default, shifted = RectifiedFlow(), RectifiedFlow(time_location=1.0)
+    t0 = default.sample_times(20000, generator=torch.Generator().manual_seed(0))
+    t1 = shifted.sample_times(20000, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(torch.logit(t1) - torch.logit(t0), torch.ones_like(t0), atol=1e-3, rtol=0)
+    assert abs(float(t0.median()) - 0.5) < 0.02 and float(t1.median()) == pytest.approx(0.731, abs=0.02)
+    assert default.options() == {"time_sampling": "logit_normal"}  # older folders' options, unchanged
+    assert get_objective("rectified_flow", **shifted.options()).time_location == 1.0
+    with pytest.raises(FluxbenchError, match="time_location must be a finite number"):
+        RectifiedFlow(time_location=float("nan"))

@@ -5,7 +5,9 @@ flow vs DDPM/DDIM, same network and budget) is a one-flag switch:
 
 - `RectifiedFlow`: the official training rule. t in [0, 1] with t = 1 pure noise; z_t = (1 - t) x + t eps; the
   network predicts the velocity eps - x; loss = mean squared error per sample, averaged over the batch. t is
-  logit-normal (sigmoid of a standard normal, the official default) or uniform. Sampling integrates the ODE
+  logit-normal (sigmoid of a normal, location 0 and scale 1 the official default; a positive location spends
+  more of training at high noise, where what the caption names is decided, as in SD3's logit-normal(m, s)) or
+  uniform. Sampling integrates the ODE
   from t = 1 to t = 0 on the grid t = i/N (Euler reproduces the official loop; Heun and midpoint are the
   second-order options at two network calls per step).
 - `DDPM`: epsilon prediction on the linear beta schedule of Ho et al. 2020 (beta from 1e-4 to 0.02 over
@@ -104,19 +106,23 @@ class RectifiedFlow(_Objective):
     solvers = ("euler", "heun", "midpoint")
     default_solver = "euler"
 
-    def __init__(self, time_sampling: str = "logit_normal") -> None:
+    def __init__(self, time_sampling: str = "logit_normal", time_location: float = 0.0) -> None:
         if time_sampling not in ("logit_normal", "uniform"):
             raise FluxbenchError(f"unknown time sampling {time_sampling!r}; expected 'logit_normal' or 'uniform'")
-        self.time_sampling = time_sampling
+        if not (isinstance(time_location, (int, float)) and math.isfinite(time_location)):
+            raise FluxbenchError(f"time_location must be a finite number, got {time_location!r}")
+        self.time_sampling, self.time_location = time_sampling, float(time_location)
 
     def options(self) -> dict:
         """The constructor arguments, so `get_objective(name, **options())` rebuilds this objective."""
+        if self.time_location:  # omitted at the default, so older model folders keep their exact options
+            return {"time_sampling": self.time_sampling, "time_location": self.time_location}
         return {"time_sampling": self.time_sampling}
 
     def sample_times(self, batch: int, device: torch.device | str = "cpu",
                      generator: torch.Generator | None = None) -> torch.Tensor:
         if self.time_sampling == "logit_normal":
-            return torch.sigmoid(torch.randn(batch, generator=generator, device=device))
+            return torch.sigmoid(torch.randn(batch, generator=generator, device=device) + self.time_location)
         return torch.rand(batch, generator=generator, device=device)
 
     def training_loss(self, model: Callable, x0: torch.Tensor, cond: dict, generator: torch.Generator | None = None,
@@ -235,7 +241,8 @@ OBJECTIVES = {"rectified_flow": RectifiedFlow, "ddpm": DDPM}
 
 
 def get_objective(name: str, **options) -> RectifiedFlow | DDPM:
-    """"rectified_flow" (options: time_sampling) or "ddpm" (options: train_steps, beta_start, beta_end)."""
+    """"rectified_flow" (options: time_sampling, time_location) or "ddpm" (options: train_steps, beta_start,
+    beta_end)."""
     if name not in OBJECTIVES:
         raise FluxbenchError(f"unknown objective {name!r}; expected one of {list(OBJECTIVES)}")
     return OBJECTIVES[name](**options)

@@ -30,6 +30,7 @@ class TrainConfig:
     normalize: bool = True  # remove DC, peak 0.5, as the official data loader does
     objective: str = "rectified_flow"
     time_sampling: str = "logit_normal"
+    time_location: float = 0.0  # logit-normal location: > 0 trains more at high noise
     steps: int = 200_000
     global_batch: int = 128
     micro_batch: int = 8

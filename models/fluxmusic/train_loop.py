@@ -144,7 +144,8 @@ def prepare(config: TrainConfig, device_choice: str, progress: bool) -> Run:
     if config.init:
         transformer.load_state_dict(load_state_dict(config.init, "ema"), strict=True)
     objective = get_objective(config.objective, **(
-        {"time_sampling": config.time_sampling} if config.objective == "rectified_flow" else {}))
+        {"time_sampling": config.time_sampling, "time_location": config.time_location}
+        if config.objective == "rectified_flow" else {}))
     spec["objective_options"] = objective.options()
     step_module = TrainingStep(transformer, objective, null, config.null_prob, text_encoder).to(device)
     modules = {"transformer": transformer, **({"conditioner": text_encoder} if text_encoder is not None else {})}
