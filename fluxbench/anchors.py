@@ -24,8 +24,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from fluxbench.inputs import safe_file_stem
+from fluxbench.models.base import GenerationSettings
 from fluxbench.results import METRICS
-from fluxbench.store import derive_seed
+from fluxbench.runtime import derive_seed
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +62,13 @@ def _read(folder: Path, ids: Sequence[str], rate: int) -> list[np.ndarray]:
 
 
 def build_anchor_clips(model, run_dir: Path, reference_dir: Path, ids: Sequence[str], captions: Mapping[str, str],
-                       seed: int, duration: float, generation: Mapping[str, Any]) -> dict[str, Path]:
+                       seed: int, settings: GenerationSettings) -> dict[str, Path]:
     """Render the untrained, noise and codec rows' clips (those the model supports) under run_dir/anchors."""
     import torch
 
     root = run_dir / ANCHOR_DIR
     rate = model.sample_rate
-    samples = int(round(duration * rate))
+    samples = int(round(settings.duration * rate))
     folders = {}
     references = dict(zip(ids, _read(reference_dir, ids, rate)))
     seeds = {item_id: derive_seed(seed, item_id) for item_id in ids}
@@ -76,7 +77,7 @@ def build_anchor_clips(model, run_dir: Path, reference_dir: Path, ids: Sequence[
     if untrained is not None:
         folders["untrained"] = root / "untrained"
         _write_missing(folders["untrained"], ids, lambda chunk: untrained.generate(
-            [captions[i] for i in chunk], duration=duration, seed=[seeds[i] for i in chunk], **generation).waveforms,
+            [captions[i] for i in chunk], seed=[seeds[i] for i in chunk], settings=settings).waveforms,
             rate)
 
     def noise(chunk):
@@ -204,15 +205,13 @@ def anchor_table(anchors: Mapping[str, Any]) -> str:
 
 
 def score_anchors(runner, model, eval_set, items, reference_dir: Path, results: dict[str, Any],
-                  duration: float) -> dict[str, Any]:
+                  settings: GenerationSettings) -> dict[str, Any]:
     """Every anchor row, scored like the run itself (same backbone and items, no intervals)."""
     from fluxbench.protocols.metrics.scoring import score_folders
 
     ids = [item.id for item in items if item.id not in set(results["set"]["missing_references"])]
     captions = {item.id: item.caption for item in items}
-    generation = dict(runner.config.generation)
-    folders = build_anchor_clips(model, runner.run_dir, reference_dir, ids, captions, runner.config.seed,
-                                 duration, generation)
+    folders = build_anchor_clips(model, runner.run_dir, reference_dir, ids, captions, runner.config.seed, settings)
     metric_keys = list(results["metrics"])
     rows: dict[str, dict[str, float]] = {"trained": {k: results["metrics"][k]["value"] for k in metric_keys}}
     for name, folder in folders.items():

@@ -1,7 +1,7 @@
 """Built-in registrations. Facts only; every factory is imported on first use."""
 
-from fluxbench.models.fluxmusic.configs import CHECKPOINT_FILES, HUB_REPO, SIZES
-from fluxbench.registry import register
+from fluxbench.models.fluxmusic.configs import CHECKPOINT_FILES, HUB_REPO, SIZES, SPEC_FILE
+from fluxbench.registry import register, register_model_folder
 
 _SIZE_BLURB = {
     "small": "FluxMusic-Small (paper Table 1), 200K-step release",
@@ -57,7 +57,9 @@ register("set", "song-describer", "fluxbench.protocols.sets.song_describer:SongD
 register("model", "fluxmusic-demo", "fluxbench.models.fluxmusic.demo:load_demo_model",
          "small FluxMusic (width 128) trained on the synthetic demo corpus (trained on first use; offline)",
          family="fluxmusic", size="demo", parameters=None, sample_rate=16000,
-         weights="runs/demo-model (fluxbench train --preset demo)")
+         weights="runs/demo-model (fluxbench train --preset demo)", trained_on_first_use="minutes on CPU")
+register_model_folder(SPEC_FILE, "fluxbench.models.fluxmusic.pipeline:FluxMusicModel.from_folder",
+                      "trained-model folder", family="fluxmusic")
 
 # Baselines: one adapter per family behind the zoo interface; facts from fluxbench.models.baselines.specs.
 from fluxbench.models.baselines.specs import SPECS as _BASELINES, factory_target as _baseline_target  # noqa: E402

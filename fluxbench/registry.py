@@ -1,14 +1,17 @@
-"""Name -> factory tables for models, sets, metrics and backbones.
+"""Name -> factory tables for models, sets, metrics and backbones, and the readers of model folders.
 
 Entries name their factory as "module:attribute" and carry static facts for listings, so that
-`fluxbench models` and `fluxbench sets` import nothing heavy.
+`fluxbench models` and `fluxbench sets` import nothing heavy. A model is named either by its registered name
+or by a model folder, which the folder reader whose marker file it holds loads (`model_entry`).
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from fluxbench import FluxbenchError
@@ -42,6 +45,7 @@ class Entry:
 
 
 _TABLES: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+_FOLDER_READERS: dict[str, Entry] = {}  # marker file name -> the reader of folders that hold it
 
 
 def register(kind: str, name: str, target: str, summary: str, bound: dict[str, Any] | None = None,
@@ -53,6 +57,33 @@ def register(kind: str, name: str, target: str, summary: str, bound: dict[str, A
     entry = Entry(kind, name, target, summary, dict(facts), dict(bound or {}))
     _TABLES[kind][name] = entry
     return entry
+
+
+def register_model_folder(marker: str, target: str, summary: str, **facts: Any) -> Entry:
+    """`target(folder=PATH, **options)` loads any folder holding the file `marker`."""
+    if marker in _FOLDER_READERS:
+        raise ValueError(f"model folders marked by {marker!r} have a reader already")
+    entry = Entry("model", marker, target, summary, dict(facts))
+    _FOLDER_READERS[marker] = entry
+    return entry
+
+
+def model_folder_reader(path: str | os.PathLike) -> Entry | None:
+    """The reader of the model folder at `path`; None when it is not a folder any reader claims."""
+    _ensure_builtin()
+    folder = Path(path)
+    return next((reader for marker, reader in _FOLDER_READERS.items() if (folder / marker).is_file()), None)
+
+
+def model_entry(name: str) -> Entry:
+    """The model `name` names: a model folder (named by the folder, its path bound as `folder`) or a registered
+    model (an unknown name fails with a suggestion)."""
+    reader = model_folder_reader(name)
+    if reader is None:
+        return get("model", name)
+    folder = Path(name)
+    return Entry("model", folder.resolve().name, reader.target, reader.summary, dict(reader.facts),
+                 {"folder": str(folder)})
 
 
 def entries(kind: str) -> list[Entry]:

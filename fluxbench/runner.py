@@ -24,17 +24,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from fluxbench import FluxbenchError, __version__, registry
+from fluxbench import FluxbenchError, __version__, generation, registry
+from fluxbench.atomic import write_json
 from fluxbench.inputs import safe_file_stem, unique_file_stems
+from fluxbench.models.base import DEFAULT_DURATION, GenerationSettings, TextToMusicModel
 from fluxbench.protocols.sets.base import EvalSet, SetItem
-from fluxbench.results import METRICS, write_json_atomic, write_results
-from fluxbench.store import ClipStore, content_key, derive_seed
+from fluxbench.results import METRICS, write_results
+from fluxbench.runtime import cuda_available, distributed
+from fluxbench.store import ClipStore
 
 log = logging.getLogger(__name__)
 
 OFFLINE_DEFAULT = {"model": "fluxmusic-demo", "set": "demo"}
 GENERATION_TIME_FILE = "generation-seconds.{shard}.json"  # one per process, so shards never write the same file
-MODEL_SPEC = "fluxmusic.json"  # what marks a trained-model folder
 
 
 @dataclass
@@ -60,10 +62,8 @@ class RunConfig:
     anchors: bool = True  # on labelled sets: score noise, untrained and codec rows beside the model
 
     def model_name(self) -> str:
-        """The model's own name: a registry name as given, a trained-model folder's name (not its path)."""
-        if (Path(self.model) / MODEL_SPEC).is_file():
-            return Path(self.model).resolve().name
-        return self.model
+        """The model's own name: a registry name as given, a model folder's name (not its path)."""
+        return Path(self.model).resolve().name if registry.model_folder_reader(self.model) else self.model
 
     def run_name(self) -> str:
         """A single folder name, so a run always lands directly under --out, where `report` looks."""
@@ -91,24 +91,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def _distributed() -> tuple[int, int, Any]:
-    """(rank, world, torch.distributed or None) when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, None
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if _cuda() else "gloo")
-    return dist.get_rank(), dist.get_world_size(), dist
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def _environment(device: str | None) -> dict[str, Any]:
     import numpy
     import torch
@@ -118,7 +100,7 @@ def _environment(device: str | None) -> dict[str, Any]:
             # the hub components and the baselines run through these; their versions change outputs
             "transformers": _version_of("transformers"), "diffusers": _version_of("diffusers"),
             "platform": platform.platform(), "device": device or "auto",
-            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+            "cuda": torch.cuda.get_device_name() if cuda_available() else None}
 
 
 def _version_of(distribution: str) -> str | None:
@@ -145,20 +127,12 @@ def _git_commit() -> str | None:
     return (commit + ("-dirty" if dirty else "")) if commit else None
 
 
-def _progress(iterable, total: int, label: str, enabled: bool):
-    if not enabled:
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, total=total, desc=label, unit="batch", dynamic_ncols=True)
-
-
 class Runner:
     def __init__(self, config: RunConfig):
         self.config = config
         self.run_dir = Path(config.out) / config.run_name()
         self.store = ClipStore(config.store or Path(config.out) / "store")
-        self.rank, self.world, self.dist = _distributed()
+        self.rank, self.world, self.dist = distributed()
         if config.shard and self.world > 1:
             raise FluxbenchError("--shard cannot be combined with torchrun; use one or the other")
         self.shard = config.shard or (self.rank, self.world)
@@ -176,27 +150,14 @@ class Runner:
         return items
 
     def model_entry(self) -> tuple[registry.Entry, dict[str, Any]]:
-        """The model's registry entry (a trained-model folder gets one of its own) and its loading options."""
-        options = dict(self.config.model_options)
-        if (Path(self.config.model) / MODEL_SPEC).is_file():  # a trained-model folder
-            entry = registry.Entry("model", self.config.model_name(),
-                                   "fluxbench.models.fluxmusic.pipeline:FluxMusicModel.from_folder",
-                                   "trained-model folder", {"family": "fluxmusic"}, {"folder": self.config.model})
-            options.pop("checkpoint", None)  # the folder holds its own weights
-        else:
-            entry = registry.get("model", self.config.model)
-        return entry, options
+        """The model's registry entry (a model folder gets one of its own) and its loading options."""
+        entry = registry.model_entry(self.config.model)
+        return entry, generation.loading_options(entry, self.config.model_options, self.config.batch_size,
+                                                 self.config.progress)
 
-    def load_model(self):
-        entry, options = self.model_entry()
-        if entry.name == "fluxmusic-demo":
-            options.setdefault("progress", self.config.progress)
-        if entry.facts.get("family") == "fluxmusic":
-            # The runner generates batch by batch (to store each as it finishes): keep the text encoders
-            # loaded between batches instead of reloading them every time.
-            options.setdefault("keep_text_encoders", True)
-            options.setdefault("batch_size", self.config.batch_size)
-        return entry, entry.create(**options)
+    def load_model(self) -> tuple[registry.Entry, TextToMusicModel]:
+        return generation.load_model(self.config.model, self.config.model_options, self.config.batch_size,
+                                     self.config.progress)
 
     def backbone(self) -> str:
         if self.config.backbone == "auto":
@@ -239,9 +200,9 @@ class Runner:
         else:
             parts += preflight.weight_parts(requests, weights_dir, "model")
             if not requests:
+                trained = entry.facts.get("trained_on_first_use")
                 parts.append(Part("ok", f"model {entry.name}", "no downloadable weights"
-                                  + (" (trained on first use when absent: minutes on CPU)"
-                                     if entry.name == "fluxmusic-demo" else "")))
+                                  + (f" (trained on first use when absent: {trained})" if trained else "")))
         if scoring:
             from fluxbench.protocols.metrics.backbones import weight_sources
             from fluxbench.protocols.metrics.scoring import backbones_for
@@ -268,37 +229,14 @@ class Runner:
     def duration(self, eval_set: EvalSet) -> float:
         if self.config.duration:
             return float(self.config.duration)
-        return float(getattr(eval_set, "duration", 10.24))
+        return float(getattr(eval_set, "duration", DEFAULT_DURATION))
 
     # ---- generation ---------------------------------------------------------------------------------------
-    def clip_identity(self, fingerprint: str, settings: dict[str, Any], item: SetItem,
-                      duration: float) -> dict[str, Any]:
-        return {"model": fingerprint, "prompt": item.caption, "seed": derive_seed(self.config.seed, item.id),
-                "duration": duration, "settings": settings, "batch_size": self.config.batch_size}
-
-    def generate(self, model, items: list[SetItem], duration: float, settings: dict[str, Any]) -> dict[str, str]:
+    def generate(self, model: TextToMusicModel, items: list[SetItem], settings: GenerationSettings) -> dict[str, str]:
         """Make sure every item of this process's batches has a stored clip; returns item id -> clip key."""
-        size = self.config.batch_size
-        batches = [items[i:i + size] for i in range(0, len(items), size)]
-        index, count = self.shard
-        fingerprint = model.fingerprint()
-        identities = {item.id: self.clip_identity(fingerprint, settings, item, duration) for item in items}
-        keys = {item_id: content_key(identity) for item_id, identity in identities.items()}
-        mine = [b for n, b in enumerate(batches) if n % count == index]
-        todo = [b for b in mine if not all(self.store.has(keys[item.id]) for item in b)]
-        if len(todo) < len(mine):
-            log.info("resuming: %d of %d batches already generated", len(mine) - len(todo), len(mine))
-        if todo and hasattr(model, "encode_prompts"):  # text encoders alone on the device, once for the run
-            model.encode_prompts([item.caption for batch in todo for item in batch], **self.config.generation)
-        for batch in _progress(todo, len(todo), "generate", self.config.progress):
-            started = time.perf_counter()
-            seeds = [derive_seed(self.config.seed, item.id) for item in batch]
-            audio = model.generate([item.caption for item in batch], duration=duration, seed=seeds,
-                                   **self.config.generation)
-            for row, item in enumerate(batch):
-                self.store.put(keys[item.id], audio.waveforms[row], audio.sample_rate, identities[item.id])
-            self.add_generation_seconds(time.perf_counter() - started)
-        return keys
+        return generation.generate_clips(model, self.store, [generation.Prompt(item.id, item.caption) for item in items],
+                                         self.config.seed, settings, self.config.batch_size, self.shard,
+                                         self.config.progress, on_batch=self.add_generation_seconds)
 
     def generation_seconds(self) -> float:
         """Seconds spent generating this run's clips, summed over every process and resumed session."""
@@ -318,15 +256,7 @@ class Runner:
                 before = float(json.loads(path.read_text())["seconds"])
             except (OSError, ValueError, KeyError, TypeError):
                 pass
-        write_json_atomic(path, {"seconds": round(before + seconds, 3)})
-
-    def resolved_settings(self, model, duration: float) -> dict[str, Any]:
-        settings = dict(self.config.generation)
-        if hasattr(model, "settings"):  # FluxMusic resolves presets into explicit values
-            resolved = model.settings(duration=duration, **settings)
-            resolved.pop("duration", None)
-            return resolved
-        return settings
+        write_json(path, {"seconds": round(before + seconds, 3)}, sort_keys=True)
 
     # ---- references -----------------------------------------------------------------------------------------
     def prepare_references(self, eval_set: EvalSet, items: list[SetItem],
@@ -383,11 +313,12 @@ class Runner:
         checked = time.perf_counter()
         entry, model = self.load_model()
         duration = self.duration(eval_set)
-        settings = self.resolved_settings(model, duration)
+        settings = model.resolve_settings(duration, **self.config.generation)
         if self.rank == 0:
-            write_json_atomic(self.run_dir / "run.json", {"config": asdict(self.config), "settings": settings})
+            write_json(self.run_dir / "run.json", {"config": asdict(self.config), "settings": settings.record()},
+                       sort_keys=True)
         loaded = time.perf_counter()
-        keys = self.generate(model, items, duration, settings)
+        keys = self.generate(model, items, settings)
         if self.dist is not None:
             self.dist.barrier()
         if self.rank != 0:
@@ -423,14 +354,14 @@ class Runner:
             "model": {"name": entry.name, "family": entry.facts.get("family"),
                       "parameters": entry.facts.get("parameters") or provenance.get("parameters"),
                       "training": provenance.get("training"), "fingerprint": model.fingerprint(),
-                      "weights": model.checksums() if hasattr(model, "checksums") else {}},
+                      "weights": model.checksums()},
             "set": {"name": eval_set.name, "subset": getattr(eval_set, "subset", None), "items": len(items),
                     "scored_items": scores["pairing"]["shared"], "missing_references": missing,
                     "unscored": unscored, "limit": self.config.limit, "reference_crop": self.reference_crop(eval_set),
                     **self.captions_provenance(eval_set),
                     "captions": {item.id: item.caption for item in items}},
             "settings": {"seed": self.config.seed, "duration": duration, "batch_size": self.config.batch_size,
-                         **settings},
+                         **settings.record()},
             "metrics": scores["metrics"],
             "per_clip": scores.get("per_clip", {}),
             "scoring": {k: v for k, v in scores.items() if k not in ("metrics", "per_clip")},
@@ -445,7 +376,7 @@ class Runner:
             from fluxbench.anchors import score_anchors
 
             anchors_started = time.perf_counter()
-            results["anchors"] = score_anchors(self, model, eval_set, scored, reference_dir, results, duration)
+            results["anchors"] = score_anchors(self, model, eval_set, scored, reference_dir, results, settings)
             results["timing"]["anchors_s"] = round(time.perf_counter() - anchors_started, 3)
         write_results(self.run_dir / "results.json", results)
         return results

@@ -20,19 +20,14 @@ import numpy as np
 
 from fluxbench import FluxbenchError
 from fluxbench.atomic import atomic_path, write_json
-from fluxbench.audio import read_audio, write_wav
+from fluxbench.audio import write_wav
+from fluxbench.runtime import content_hash
 
 log = logging.getLogger(__name__)
 
 
 def content_key(identity: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def derive_seed(seed: int, item_id: str) -> int:
-    """A per-item seed that depends only on the run seed and the item, never on batch position."""
-    digest = hashlib.sha256(f"{seed}:{item_id}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+    return content_hash(identity)
 
 
 def file_record(path: str | os.PathLike) -> dict[str, Any]:
@@ -98,9 +93,6 @@ class ClipStore:
         write_json(self.record_path(key), {"identity": identity, "file": file_record(path)}, sort_keys=True)
         self._verified.pop(key, None)
         return path
-
-    def get(self, key: str) -> tuple[np.ndarray, int]:
-        return read_audio(self.path(key))
 
     def export(self, key: str, target: str | os.PathLike) -> Path:
         """Place the clip at `target` (a hard link when possible, else a copy).

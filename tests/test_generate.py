@@ -16,6 +16,7 @@ from fluxbench.cli import main as cli
 from fluxbench.models.base import TextToMusicModel
 from fluxbench.models.fluxmusic.conditioner import TextConditioning
 from fluxbench.models.fluxmusic.pipeline import PRESETS, FluxMusicModel, GenerationError, item_seeds
+from fluxbench.runtime import derive_seed
 
 PROMPTS = ["a calm piano melody with soft strings", "upbeat electronic dance track"]
 
@@ -152,7 +153,7 @@ def test_generation_loads_the_transformer_only_after_the_text_encoders_are_freed
 
 def test_prompt_embeddings_are_cached_on_disk_and_reused(hub, tmp_path):
     first = FluxMusicModel.for_size("tiny", checkpoint=hub / "FluxMusic" / "musicflow_tiny.pt", weights_dir=hub)
-    first.encode_prompts(PROMPTS)  # the first stage of a run: encode all, store, free
+    first.prepare(PROMPTS, first.resolve_settings())  # the first stage of a run: encode all, store, free
     assert first.conditioner._t5 is None and first.conditioner._clap is None
     stored = sorted((tmp_path / "cache" / "text-embeddings" / "prompts").glob("*.safetensors"))
     assert len(stored) == 2
@@ -218,7 +219,8 @@ def test_generate_command_writes_wavs_pngs_and_sidecar_and_resumes(hub, tmp_path
     assert cli(args) == 0
     sidecar = json.loads((out / "generation.json").read_text())
     assert [c["id"] for c in sidecar["clips"]] == ["0000", "clip_1", "clip_2"]  # --prompt items first
-    assert [c["seed"] for c in sidecar["clips"]] == [11, 12, 13]
+    # each clip's seed comes from --seed and the prompt's own id, as a set item's does in `fluxbench run`
+    assert [c["seed"] for c in sidecar["clips"]] == [derive_seed(11, i) for i in ("0000", "clip 1", "clip 2")]
     assert sidecar["settings"]["steps"] == 2 and sidecar["settings"]["guidance"] == 3.5
     assert set(sidecar["checksums"]) == {"model_folder", "t5", "clap", "vae", "vocoder"}
     assert sidecar["fingerprint"].startswith("tiny-fluxmusic@")

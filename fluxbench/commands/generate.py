@@ -1,8 +1,11 @@
 """`fluxbench generate`: captions -> WAV files (+ optional mel-spectrogram PNGs) and a JSON sidecar.
 
-The sidecar (`generation.json`) records every setting, the model fingerprint, the weights' checksums and each
-clip's prompt, seed and file. It is rewritten atomically after every batch, so an interrupted run resumes
-where it stopped when the same command is run again.
+Clips are made by the path `fluxbench run` uses (`fluxbench.generation`): the same model loading, per-clip
+seeds derived from --seed and the prompt's id, and the content-addressed clip store, so a prompt with the same
+id, seed and settings gives the same audio through either command. Each batch is stored as it finishes, so an
+interrupted run resumes where it stopped when the same command is run again. The WAVs in --out are placed
+from the store; the sidecar (`generation.json`) records every setting, the model fingerprint, the weights'
+checksums and each clip's prompt, seed, file and store key.
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ from fluxbench.inputs import (existing_dir, existing_file, finite_float, output_
                               read_text, seconds, seed_int, text_file, unique_file_stems)
 
 SIDECAR = "generation.json"
-SCHEMA = 1
+SCHEMA = 2  # 2: per-clip seeds derived from --seed and the prompt id, clips kept in a clip store
+# FluxMusic loading options and the flags that set them; only flags given reach the model.
+FLUXMUSIC_FLAGS = {"t5": "--t5", "clap": "--clap", "audioldm2": "--audioldm2", "vae": "--vae",
+                   "vocoder": "--vocoder", "use_t5": "--no-t5", "use_clap": "--no-clap",
+                   "keep_text_encoders": "--keep-text-encoders", "batched_guidance": "--sequential-guidance"}
+HUB_COMPONENTS = ("t5", "clap", "audioldm2", "vae", "vocoder")  # a model folder names its own
 log = logging.getLogger(__name__)
 
 
@@ -40,7 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     how.add_argument("--preset", choices=["paper", "official"],
                      help="FluxMusic: paper (default: 50 steps, guidance 3.5, empty negative) or official: the "
                           "released sample.py (guidance 7.0, negative 'low quality, gentle')")
-    how.add_argument("--seed", type=seed_int, default=0, help="clip i gets seed + i (default: 0)")
+    how.add_argument("--seed", type=seed_int, default=0,
+                     help="run seed; each clip's seed is derived from it and the prompt's id, as in "
+                          "`fluxbench run` (default: 0)")
     how.add_argument("--steps", type=positive_int, help="sampling steps (overrides the preset)")
     how.add_argument("--guidance", type=finite_float, help="classifier-free guidance scale (overrides the preset)")
     how.add_argument("--negative-prompt", help="negative text for guidance (overrides the preset)")
@@ -68,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--keep-text-encoders", action="store_true",
                        help="keep T5/CLAP in memory while denoising (default: free them after encoding)")
     where.add_argument("--offline", action="store_true", help="never download (same as HF_HUB_OFFLINE=1)")
+    parser.add_argument("--store", type=output_dir,
+                        help="clip store (default: OUT/store); `fluxbench run`'s (e.g. runs/store) shares clips "
+                             "with it")
     parser.add_argument("--overwrite", action="store_true", help="replace clips in --out made with other settings")
 
 
@@ -126,27 +139,25 @@ def _read_prompts_file(path: Path) -> list[tuple[str | None, str]]:
     return items
 
 
-# ---- model -----------------------------------------------------------------------------------------------
-def build_model(args: argparse.Namespace):
-    from fluxbench import registry
-
-    options: dict[str, Any] = {"device": args.device, "dtype": args.dtype, "batch_size": args.batch_size,
-                               "keep_text_encoders": args.keep_text_encoders, "preset": args.preset or "paper",
-                               "weights_dir": args.weights_dir, "use_t5": not args.no_t5,
-                               "use_clap": not args.no_clap, "batched_guidance": not args.sequential_guidance}
-    if Path(args.model).is_dir():
-        from fluxbench.models.fluxmusic.pipeline import FluxMusicModel
-
-        return FluxMusicModel.from_folder(args.model, **options)
-    entry = registry.get("model", args.model)
-    if entry.facts.get("family") != "fluxmusic":  # baselines take the loading options they share
-        shared = {"device": args.device, "dtype": args.dtype, "batch_size": args.batch_size,
-                  "weights_dir": args.weights_dir, "checkpoint": args.checkpoint}
-        return entry.create(**{k: v for k, v in shared.items() if v is not None})
-    for name in ("checkpoint", "t5", "clap", "audioldm2", "vae", "vocoder"):
-        if getattr(args, name):
-            options[name] = getattr(args, name)
-    return entry.create(**options)
+# ---- model ----------------------------------------------------------------------------------------------
+def model_options(args: argparse.Namespace, entry) -> dict[str, Any]:
+    """The loading options the flags give: the shared ones always, FluxMusic's only when given."""
+    options = {"device": args.device, "dtype": args.dtype, "weights_dir": args.weights_dir,
+               "checkpoint": args.checkpoint}
+    given = {"t5": args.t5, "clap": args.clap, "audioldm2": args.audioldm2, "vae": args.vae, "vocoder": args.vocoder,
+             "use_t5": False if args.no_t5 else None, "use_clap": False if args.no_clap else None,
+             "keep_text_encoders": True if args.keep_text_encoders else None,
+             "batched_guidance": False if args.sequential_guidance else None}
+    given = {name: value for name, value in given.items() if value is not None}
+    if given and entry.facts.get("family") != "fluxmusic":
+        flags = ", ".join(FLUXMUSIC_FLAGS[name] for name in given)
+        raise FluxbenchError(f"{flags}: FluxMusic options, but {entry.name} is a {entry.facts.get('family')} model")
+    if "folder" in entry.bound:
+        ignored = [FLUXMUSIC_FLAGS[name] for name in HUB_COMPONENTS if name in given]
+        if ignored:
+            raise FluxbenchError(f"{', '.join(ignored)}: a model folder names its own components; "
+                                 f"leave these out with --model {args.model}")
+    return {**{k: v for k, v in options.items() if v is not None}, **given}
 
 
 # ---- output ----------------------------------------------------------------------------------------------
@@ -203,74 +214,64 @@ def _read_sidecar(path: Path, overwrite: bool) -> dict[str, Any]:
         raise FluxbenchError(f"{error}; pass --overwrite to generate every clip again") from None
 
 
-def _intact(out: Path, clip: Any) -> bool:
-    """Whether a clip listed in the sidecar is still the file that was written (size and checksum)."""
-    from fluxbench.store import file_matches
-
-    if not isinstance(clip, dict) or not isinstance(clip.get("file"), str) or not isinstance(clip.get("id"), str):
-        return False
-    path = out / clip["file"]
-    if Path(clip["file"]).name != clip["file"] or not path.is_file():
-        return False
-    if "sha256" not in clip:  # written before checksums were recorded: at least the length must match
-        try:
-            from fluxbench.audio import read_audio
-
-            return read_audio(path)[0].shape[-1] == clip.get("samples")
-        except FluxbenchError:
-            return False
-    return file_matches(path, clip)
-
-
 def main(args: argparse.Namespace) -> int:
     if args.offline:
         os.environ["HF_HUB_OFFLINE"] = os.environ["FLUXBENCH_OFFLINE"] = "1"
     items = read_prompts(args)
     out = Path(args.out)
+
+    from fluxbench import generation, registry
+    from fluxbench.store import ClipStore, file_record
+
+    entry = registry.model_entry(args.model)
+    options = model_options(args, entry)
     out.mkdir(parents=True, exist_ok=True)
-
-    from fluxbench.audio import write_wav
-    from fluxbench.store import file_record
-
-    model = build_model(args)
+    _, model = generation.load_model(args.model, options, args.batch_size, progress=not args.quiet)
     overrides = {"preset": args.preset, "steps": args.steps, "guidance": args.guidance,
                  "negative_prompt": args.negative_prompt, "solver": args.solver}
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    settings = model.settings(args.duration, **overrides) if hasattr(model, "settings") else dict(overrides)
-    header = {"schema": SCHEMA, "model": getattr(model, "name", args.model), "fingerprint": model.fingerprint(),
-              "checksums": model.checksums() if hasattr(model, "checksums") else {},
-              "settings": settings, "seed": args.seed, "versions": _versions()}
+    settings = model.resolve_settings(args.duration, **{k: v for k, v in overrides.items() if v is not None})
+    header = {"schema": SCHEMA, "model": model.name, "fingerprint": model.fingerprint(),
+              "checksums": model.checksums(), "settings": {**settings.record(), "duration": settings.duration},
+              "seed": args.seed, "batch_size": args.batch_size, "versions": _versions()}
     sidecar_path = out / SIDECAR
-    clips: dict[str, dict[str, Any]] = {}
     if sidecar_path.is_file():
         previous = _read_sidecar(sidecar_path, args.overwrite)
-        same = all(previous.get(k) == header[k] for k in ("fingerprint", "settings", "seed"))
-        if same:
-            clips = {c["id"]: c for c in previous.get("clips", []) if _intact(out, c)}
-        elif not args.overwrite:
+        same = all(previous.get(k) == header[k] for k in ("schema", "fingerprint", "settings", "seed", "batch_size"))
+        if previous and not same and not args.overwrite:
             raise FluxbenchError(f"{out} holds clips made with another model or settings ({SIDECAR}); "
                                  f"use a new --out or pass --overwrite")
-    todo = [(index, item) for index, item in enumerate(items)
-            if item["id"] not in clips or clips[item["id"]]["prompt"] != item["prompt"]]
-    if len(todo) < len(items):
-        log.info("resuming: %d of %d clips already in %s", len(items) - len(todo), len(items), out)
-    for start in range(0, len(todo), args.batch_size):
-        batch = todo[start:start + args.batch_size]
-        seeds = [args.seed + index for index, _ in batch]
-        audio = model.generate([item["prompt"] for _, item in batch], duration=args.duration, seed=seeds,
-                               progress=not args.quiet, **overrides)
-        for (index, item), wave, seed in zip(batch, audio.waveforms, seeds):
-            name = f"{item['id']}.wav"
-            write_wav(out / name, wave, audio.sample_rate)
-            record = {"id": item["id"], **({"source_id": item["source_id"]} if "source_id" in item else {}),
-                      "prompt": item["prompt"], "seed": seed, "file": name,
-                      "sample_rate": audio.sample_rate, "samples": int(wave.shape[-1]),
-                      **file_record(out / name)}
-            if args.mel_png:
-                write_mel_png(out / f"{item['id']}.mel.png", wave, audio.sample_rate)
-                record["mel_png"] = f"{item['id']}.mel.png"
-            clips[item["id"]] = record
-        write_json(sidecar_path, {**header, "clips": [clips[i["id"]] for i in items if i["id"] in clips]})
-        log.info("%d/%d clips written to %s", len(clips), len(items), out)
+    write_json(sidecar_path, {**header, "clips": []})  # other settings are refused from the first clip on
+    store = ClipStore(args.store or out / "store")
+    # A prompt's own id (the given one, not the file-name stem made from it) seeds its clip, as a set item's does.
+    prompts = [generation.Prompt(item.get("source_id", item["id"]), item["prompt"]) for item in items]
+    identities = generation.clip_identities(model, prompts, args.seed, settings, args.batch_size)
+    keys = generation.generate_clips(model, store, prompts, args.seed, settings, args.batch_size,
+                                     progress=not args.quiet)
+    clips = []
+    for item, prompt in zip(items, prompts):
+        wav = out / f"{item['id']}.wav"
+        placed = not (wav.is_file() and not wav.is_symlink() and os.path.samefile(store.path(keys[prompt.id]), wav))
+        store.export(keys[prompt.id], wav)
+        info = _wav_info(wav)
+        record = {"id": item["id"], **({"source_id": item["source_id"]} if "source_id" in item else {}),
+                  "prompt": item["prompt"], "seed": identities[prompt.id]["seed"], "file": wav.name,
+                  "key": keys[prompt.id], "sample_rate": info.samplerate, "samples": int(info.frames),
+                  **file_record(wav)}
+        if args.mel_png:
+            png = out / f"{item['id']}.mel.png"
+            if placed or not png.is_file():
+                from fluxbench.audio import read_audio, to_mono
+
+                audio, rate = read_audio(wav)
+                write_mel_png(png, to_mono(audio), rate)
+            record["mel_png"] = png.name
+        clips.append(record)
+    write_json(sidecar_path, {**header, "clips": clips})
     print(f"{len(items)} clips in {out} ({SIDECAR}: settings, seeds, weights checksums)")
     return 0
+
+
+def _wav_info(path: Path):
+    import soundfile
+
+    return soundfile.info(str(path))

@@ -15,8 +15,6 @@ effects of batched padding).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import re
@@ -27,8 +25,9 @@ import numpy as np
 
 from fluxbench import FluxbenchError, weights
 from fluxbench.audio import fit_length, resample, to_mono
-from fluxbench.models.base import GeneratedAudio, TextToMusicModel
+from fluxbench.models.base import DEFAULT_DURATION, GeneratedAudio, GenerationSettings, TextToMusicModel
 from fluxbench.models.baselines.specs import SPECS, BaselineSpec
+from fluxbench.runtime import content_hash, resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +62,6 @@ class BaselineModel(TextToMusicModel):
     def __init__(self, spec: BaselineSpec, folder: str | os.PathLike, device: str | None = None,
                  dtype: str | None = None, batch_size: int = 4, sample_rate: int = PROTOCOL_RATE,
                  **defaults: Any) -> None:
-        from fluxbench.models.fluxmusic.pipeline import resolve_device, resolve_dtype
-
         if spec.family != self.family:
             raise BaselineError(f"{spec.name} is a {spec.family} checkpoint, not {self.family}")
         if int(batch_size) < 1 or int(sample_rate) < 1:
@@ -122,32 +119,39 @@ class BaselineModel(TextToMusicModel):
             raise BaselineError(f"{self.spec.name}: steps must be >= 1, got {checked['steps']}")
         return checked
 
-    def settings(self, duration: float = 10.24, **overrides: Any) -> dict[str, Any]:
+    def resolve_settings(self, duration: float = DEFAULT_DURATION, **overrides: Any) -> GenerationSettings:
         """The generation settings in force: explicit values over this instance's defaults over the published
-        ones. Accepted back by `generate` as keyword arguments."""
+        ones."""
         if not duration or duration <= 0:
             raise BaselineError(f"duration must be positive, got {duration}")
         if self.spec.max_duration and duration > self.spec.max_duration:
             raise BaselineError(f"{self.spec.name} produces at most {self.spec.max_duration} s per clip, "
                                 f"got duration {duration}")
-        return self._checked({**self.defaults, **{k: v for k, v in overrides.items() if v is not None}})
+        return GenerationSettings(duration, self._checked(
+            {**self.defaults, **{k: v for k, v in overrides.items() if v is not None}}))
+
+    def settings(self, duration: float = DEFAULT_DURATION, **overrides: Any) -> dict[str, Any]:
+        """The options of `resolve_settings` as a plain dict, accepted back by `generate` as keyword arguments."""
+        return dict(self.resolve_settings(duration, **overrides).options)
 
     # ---- identity -----------------------------------------------------------------------------------------------
     def fingerprint(self) -> str:
         """name + a hash of the weights' checksum, the hub id and the output format."""
         identity = {"name": self.name, "hub_repo": self.spec.hub_repo, "weights": self._checksum,
                     "sample_rate": self.sample_rate, "downmix": DOWNMIX, "resampling": RESAMPLING}
-        return f"{self.name}@{hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]}"
+        return f"{self.name}@{content_hash(identity, 16)}"
 
     # ---- generation ---------------------------------------------------------------------------------------------
-    def generate(self, prompts: Sequence[str], duration: float = 10.24, seed: int | Sequence[int] = 0,
-                 progress: bool = False, **overrides: Any) -> GeneratedAudio:
+    def generate(self, prompts: Sequence[str], duration: float = DEFAULT_DURATION, seed: int | Sequence[int] = 0,
+                 settings: GenerationSettings | None = None, progress: bool = False,
+                 **overrides: Any) -> GeneratedAudio:
         from fluxbench.models.fluxmusic.pipeline import item_seeds
 
         prompts = list(prompts)
         if not prompts or not all(isinstance(p, str) for p in prompts):
             raise BaselineError("generate needs a non-empty list of prompt strings")
-        settings = self.settings(duration, **overrides)
+        resolved = self.settings_for(duration, settings, overrides)
+        duration, settings = resolved.duration, dict(resolved.options)
         seeds = item_seeds(seed, len(prompts))
         native_samples = int(round(duration * self.spec.sample_rate))
         samples = int(round(duration * self.sample_rate))

@@ -18,10 +18,9 @@ import torch
 from fluxbench import FluxbenchError
 from fluxbench.atomic import atomic_path, write_json
 from fluxbench.inputs import load_failure
-from fluxbench.models.fluxmusic.configs import SIZES, FluxMusicConfig, get_config
+from fluxbench.models.fluxmusic.configs import SIZES, SPEC_FILE, FluxMusicConfig, get_config
 from fluxbench.models.fluxmusic.transformer import FluxMusicTransformer
 
-SPEC_FILE = "fluxmusic.json"
 WEIGHTS_FILE = "transformer.safetensors"
 # Wrappers that prefix every key: DistributedDataParallel and torch.compile.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")

@@ -14,11 +14,10 @@ from fluxbench import FluxbenchError
 
 # Paper setting: 10.24 s -> VAE latent 8 x 256 x 16 -> 2x2 patches -> 128 x 8 = 1024 music tokens;
 # T5 text padded to 256 tokens.
-LATENT_CHANNELS = 8
-LATENT_SIZE = (256, 16)
 PATCH = 2
 TEXT_TOKENS = 256
 TIME_EMBED_DIM = 256
+SPEC_FILE = "fluxmusic.json"  # the file that makes a folder a trained FluxMusic model
 
 
 @dataclass

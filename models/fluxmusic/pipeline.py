@@ -23,51 +23,27 @@ import torch
 
 from fluxbench import FluxbenchError, weights
 from fluxbench.audio import fit_length
-from fluxbench.models.base import GeneratedAudio, TextToMusicModel
-from fluxbench.models.fluxmusic.conditioner import T5ClapConditioner, TextConditioner, TextConditioning, \
-    build_conditioner
+from fluxbench.models.base import DEFAULT_DURATION, GeneratedAudio, GenerationSettings, TextToMusicModel
+from fluxbench.models.fluxmusic.conditioner import (T5ClapConditioner, TextConditioner, TextConditioning,
+                                                    build_conditioner)
 from fluxbench.models.fluxmusic.configs import CHECKPOINT_FILES, FluxMusicConfig, get_config
 from fluxbench.models.fluxmusic.flow import get_objective
 from fluxbench.models.fluxmusic.latent import AudioLDM2Codec, LatentCodec, build_codec, codec_weight_requests
 from fluxbench.models.fluxmusic.transformer import cast_for_inference, music_ids, patchify, text_ids, unpatchify
+from fluxbench.runtime import resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
 RELIANCE_TIMES = (0.7, 0.85, 0.95)  # high noise: where what the caption names is decided, not the denoising
 
-DEFAULT_DURATION = 10.24
 # "paper": the paper's reported setting; "official": the released sample.py.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"steps": 50, "guidance": 3.5, "negative_prompt": ""},
     "official": {"steps": 50, "guidance": 7.0, "negative_prompt": "low quality, gentle"},
 }
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class GenerationError(FluxbenchError):
     pass
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise GenerationError(f"unknown device {device!r}; expected cpu, cuda, cuda:N or auto") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise GenerationError(f"device {device!r} requested but CUDA is not available here")
-    return resolved
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """The denoising compute dtype; "auto" is float16 on GPU (as the official sampler), float32 on CPU."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype in (None, "auto"):
-        return torch.float16 if device.type == "cuda" else torch.float32
-    if dtype not in DTYPES:
-        raise GenerationError(f"unknown dtype {dtype!r}; expected auto or one of {list(DTYPES)}")
-    return DTYPES[dtype]
 
 
 def item_seeds(seed: int | Sequence[int], count: int) -> list[int]:
@@ -258,10 +234,12 @@ class FluxMusicModel(TextToMusicModel):
             raise GenerationError(f"unknown preset {name!r}; expected one of {list(PRESETS)}")
         return {"preset": name, **PRESETS[name]}
 
-    def settings(self, duration: float = DEFAULT_DURATION, preset: str | None = None, steps: int | None = None,
-                 guidance: float | None = None, negative_prompt: str | None = None,
-                 solver: str | None = None) -> dict[str, Any]:
+    def resolve_settings(self, duration: float = DEFAULT_DURATION, preset: str | None = None,
+                         steps: int | None = None, guidance: float | None = None, negative_prompt: str | None = None,
+                         solver: str | None = None, **unknown: Any) -> GenerationSettings:
         """Every generation setting, resolved: explicit values over the preset over the model's preset."""
+        if unknown:
+            raise GenerationError(f"unknown generation setting(s) {sorted(unknown)}")
         chosen = self._preset(preset) if preset else dict(self.preset)
         for key, value in (("steps", steps), ("guidance", guidance), ("negative_prompt", negative_prompt)):
             if value is not None:
@@ -275,10 +253,16 @@ class FluxMusicModel(TextToMusicModel):
         if duration <= 0:
             raise GenerationError(f"duration must be positive, got {duration}")
         samples = int(round(duration * self.sample_rate))
-        return {**chosen, "steps": int(chosen["steps"]), "guidance": float(chosen["guidance"]),
-                "duration": float(duration), "samples": samples, "sample_rate": self.sample_rate,
-                "latent_shape": list(self._codec.latent_shape(samples)), "objective": self.objective_name,
-                "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch.")}
+        options = {**chosen, "steps": int(chosen["steps"]), "guidance": float(chosen["guidance"])}
+        return GenerationSettings(duration, options, {
+            "samples": samples, "sample_rate": self.sample_rate,
+            "latent_shape": list(self._codec.latent_shape(samples)), "objective": self.objective_name,
+            "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch.")})
+
+    def settings(self, duration: float = DEFAULT_DURATION, **options: Any) -> dict[str, Any]:
+        """`resolve_settings` as one plain dict, duration included."""
+        resolved = self.resolve_settings(duration, **options)
+        return {**resolved.record(), "duration": resolved.duration}
 
     # ---- stages -------------------------------------------------------------------------------------------
     def encode_text(self, prompts: Sequence[str], negative_prompt: str, guidance: float
@@ -291,13 +275,11 @@ class FluxMusicModel(TextToMusicModel):
             self.conditioner.release()
         return cond, uncond
 
-    def encode_prompts(self, prompts: Sequence[str], preset: str | None = None, guidance: float | None = None,
-                       negative_prompt: str | None = None, **settings: Any) -> None:
+    def prepare(self, prompts: Sequence[str], settings: GenerationSettings) -> None:
         """The first stage of a run generated batch by batch: encode every prompt (and the negative) once,
         which the hub encoders store in their disk cache, then free the encoders; each batch then reads its
         conditioning from the cache and the encoders never share the device with the transformer."""
-        chosen = self.settings(preset=preset, guidance=guidance, negative_prompt=negative_prompt)
-        self.encode_text(list(prompts), chosen["negative_prompt"], chosen["guidance"])
+        self.encode_text(list(prompts), settings["negative_prompt"], settings["guidance"])
         self.conditioner.release()
 
     @property
@@ -378,15 +360,12 @@ class FluxMusicModel(TextToMusicModel):
         return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
 
     def generate(self, prompts: Sequence[str], duration: float = DEFAULT_DURATION, seed: int | Sequence[int] = 0,
-                 preset: str | None = None, steps: int | None = None, guidance: float | None = None,
-                 negative_prompt: str | None = None, solver: str | None = None, progress: bool = False,
-                 **unknown: Any) -> GeneratedAudio:
-        if unknown:
-            raise GenerationError(f"unknown generation setting(s) {sorted(unknown)}")
+                 settings: GenerationSettings | None = None, progress: bool = False,
+                 **options: Any) -> GeneratedAudio:
         prompts = list(prompts)
         if not prompts or not all(isinstance(p, str) for p in prompts):
             raise GenerationError("generate needs a non-empty list of prompt strings")
-        settings = self.settings(duration, preset, steps, guidance, negative_prompt, solver)
+        settings = self.settings_for(duration, settings, options)
         seeds = item_seeds(seed, len(prompts))
         cond, uncond = self.encode_text(prompts, settings["negative_prompt"], settings["guidance"])
         channels, height, width = settings["latent_shape"]
@@ -405,7 +384,8 @@ class FluxMusicModel(TextToMusicModel):
             raise GenerationError(f"{self.name}: generation produced NaN or infinite samples "
                                   f"(dtype {settings['dtype']}); try --dtype float32")
         return GeneratedAudio(np.clip(waveforms, -1.0, 1.0), self.sample_rate,
-                              {**settings, "seeds": seeds, "fingerprint": self.fingerprint()})
+                              {**settings.record(), "duration": settings.duration, "seeds": seeds,
+                               "fingerprint": self.fingerprint()})
 
 
 def _check_widths(config: FluxMusicConfig, conditioner: T5ClapConditioner, label: str) -> None:
