@@ -141,7 +141,8 @@ def random_model(config, configs: dict, device: str | torch.device = "cuda", bat
     from fluxbench.models.fluxmusic.checkpoint import DeferredTransformer
     from fluxbench.models.fluxmusic.conditioner import T5ClapConditioner, TextConditioner, TextConditioning
     from fluxbench.models.fluxmusic.latent import AudioLDM2Codec
-    from fluxbench.models.fluxmusic.pipeline import FluxMusicModel, resolve_dtype
+    from fluxbench.models.fluxmusic.pipeline import FluxMusicModel
+    from fluxbench.runtime import resolve_dtype
 
     device = torch.device(device)
     text_dtype = torch.float16 if device.type == "cuda" else torch.float32

@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from fluxbench.protocols.metrics.scoring import ScoreError, score_folders
-    from fluxbench.results import write_json_atomic
+    from fluxbench.atomic import write_json
     from fluxbench.weights import CACHE_DIR
 
     panns = f"panns-{args.panns}"
@@ -72,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
                             ref_stats=args.ref_stats)
     gen = Path(args.gen)
     out = Path(args.out) if args.out else gen.parent / f"{gen.resolve().name}.scores.json"
-    write_json_atomic(out, results)
+    write_json(out, results, sort_keys=True)
     print(format_table(results))
     print(f"\nper-clip values and provenance: {out}")
     return 0

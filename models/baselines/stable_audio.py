@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from fluxbench.models.base import DEFAULT_DURATION, GenerationSettings
 from fluxbench.models.baselines.common import BaselineError, DiffusersModel
 
 
@@ -24,11 +25,11 @@ class StableAudioModel(DiffusersModel):
         hop = int(np.prod(self.pipeline.vae.config.downsampling_ratios))
         return self.pipeline.transformer.config.sample_size * hop / self.native_rate()
 
-    def settings(self, duration: float = 10.24, **overrides: Any) -> dict[str, Any]:
+    def resolve_settings(self, duration: float = DEFAULT_DURATION, **overrides: Any) -> GenerationSettings:
         if duration and duration > self.window():
             raise BaselineError(f"{self.name} produces at most {self.window():.2f} s per clip, got duration "
                                 f"{duration}")
-        return super().settings(duration, **overrides)
+        return super().resolve_settings(duration, **overrides)
 
 
 def stable_audio_open(**options: Any) -> StableAudioModel:

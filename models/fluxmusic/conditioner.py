@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import abc
 import gc
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import torch
 
 from fluxbench import FluxbenchError, weights
 from fluxbench.atomic import atomic_path
+from fluxbench.runtime import canonical_json, content_hash
 
 
 class ConditionerError(FluxbenchError):
@@ -243,16 +243,15 @@ class T5ClapConditioner(TextConditioner):
 
     # ---- disk cache of fixed prompts ----------------------------------------------------------------
     def cache_path(self, text: str) -> Path:
-        key = json.dumps({"identity": self.identity(), "spec": self.spec(), "text": text}, sort_keys=True)
-        return weights.cache_dir() / "text-embeddings" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.safetensors"
+        key = content_hash({"identity": self.identity(), "spec": self.spec(), "text": text}, 32)
+        return weights.cache_dir() / "text-embeddings" / f"{key}.safetensors"
 
     def prompt_cache_paths(self, captions: Sequence[str]) -> dict[str, Path]:
         """Where each distinct caption's embedding is cached (the encoders' checksums are computed once)."""
-        encoders = json.dumps({"checksums": self.checksums(), "spec": self.spec(), "dtype": str(self.dtype),
-                               "use": [self.use_t5, self.use_clap]}, sort_keys=True)
+        encoders = canonical_json({"checksums": self.checksums(), "spec": self.spec(), "dtype": str(self.dtype),
+                                   "use": [self.use_t5, self.use_clap]})
         folder = weights.cache_dir() / "text-embeddings" / "prompts"
-        return {text: folder / f"{hashlib.sha256(json.dumps([encoders, text]).encode()).hexdigest()[:32]}.safetensors"
-                for text in dict.fromkeys(captions)}
+        return {text: folder / f"{content_hash([encoders, text], 32)}.safetensors" for text in dict.fromkeys(captions)}
 
     def encode_many(self, captions: Sequence[str], batch_size: int) -> TextConditioning:
         """Every caption's conditioning (float32 on the CPU): read from the disk cache, the missing ones encoded

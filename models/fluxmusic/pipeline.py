@@ -11,8 +11,6 @@ seed and settings give the same audio on the same device whatever the batch comp
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from pathlib import Path
@@ -30,7 +28,7 @@ from fluxbench.models.fluxmusic.configs import CHECKPOINT_FILES, FluxMusicConfig
 from fluxbench.models.fluxmusic.flow import get_objective
 from fluxbench.models.fluxmusic.latent import AudioLDM2Codec, LatentCodec, build_codec, codec_weight_requests
 from fluxbench.models.fluxmusic.transformer import cast_for_inference, music_ids, patchify, text_ids, unpatchify
-from fluxbench.runtime import resolve_device, resolve_dtype
+from fluxbench.runtime import content_hash, resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
 RELIANCE_TIMES = (0.7, 0.85, 0.95)  # high noise: where what the caption names is decided, not the denoising
@@ -224,8 +222,7 @@ class FluxMusicModel(TextToMusicModel):
         identity = {"name": self.name, "checksums": self._checksums, "objective": self.objective_name,
                     "conditioner": self.conditioner.spec(), "codec": self._codec.spec(),
                     "transformer": self.config.to_dict()}
-        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-        return f"{self.name}@{digest}"
+        return f"{self.name}@{content_hash(identity, 16)}"
 
     # ---- settings -----------------------------------------------------------------------------------------
     @staticmethod

@@ -187,6 +187,6 @@ def _required(name: str, weights) -> Path:
 
 
 def _default_device() -> str:
-    import torch
+    from fluxbench.runtime import resolve_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(resolve_device("auto"))
