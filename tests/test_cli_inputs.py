@@ -51,7 +51,7 @@ OPTIONS: dict[str, dict[str, str]] = {
             "--name": "name"},
     "generate": {"--prompts-file": "file", "--out": "out_dir", "--duration": "seconds", "--seed": "non_negative",
                  "--steps": "count", "--guidance": "finite", "--batch-size": "count", "--weights-dir": "dir",
-                 "--checkpoint": "file"},
+                 "--checkpoint": "file", "--store": "out_dir"},
     "score": {"--gen": "dir", "--ref": "dir", "--captions": "file", "--bootstrap": "resamples",
               "--backbone-weights": "dir", "--seed": "non_negative", "--out": "out_file", "--cache-dir": "out_dir",
               "--weights-dir": "dir",

@@ -103,12 +103,11 @@ def _rms_normalize(x: Tensor) -> Tensor:
 
 
 class RMSNorm(nn.Module):
+    """The learned scale of a query or key RMS norm; `_attention` applies it with `_rms_normalize`."""
+
     def __init__(self, dim: int):
         super().__init__()
         self.scale = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return _rms_normalize(x) * self.scale
 
 
 class QKNorm(nn.Module):

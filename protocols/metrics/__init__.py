@@ -12,8 +12,9 @@ Each metric is defined once, in `table.py` (key, label, better direction, refere
 compute function in `compute.py`). Folders of audio (see `fluxbench.protocols.metrics.scoring` for the full
 contract):
 
-    score_folders(gen_dir, ref_dir, metrics=("fad", "fd", "kl", "is"), backbone="default", captions=None,
+    score_folders(gen_dir, ref_dir=None, metrics=None, backbone="paper", captions=None,
                   bootstrap=0, seed=0, cache_dir=None, ...) -> dict (JSON-serialisable)
+        metrics=None: the paper's fad, fd, kl, is, clap (KAD is asked for by name)
 """
 
 from fluxbench.protocols.metrics.clap_score import clap_cosines, clap_score
