@@ -54,15 +54,16 @@ def resolve_dtype(dtype, device):
     return getattr(torch, dtype)
 
 
-def distributed() -> tuple[int, int, Any]:
-    """(rank, world size, torch.distributed or None): the process group torchrun set up, joined on first call."""
+def distributed(cuda: bool | None = None) -> tuple[int, int, Any]:
+    """(rank, world size, torch.distributed or None): the process group torchrun set up, joined on first call
+    (NCCL when the processes compute on CUDA, by default whenever it is present, else gloo)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, None
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda_available() else "gloo")
+        dist.init_process_group("nccl" if (cuda_available() if cuda is None else cuda) else "gloo")
     return dist.get_rank(), dist.get_world_size(), dist
 
 

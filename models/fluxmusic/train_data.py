@@ -20,6 +20,7 @@ import torch
 
 from fluxbench.atomic import atomic_path
 from fluxbench.models.fluxmusic.train_config import TrainConfig, TrainingError
+from fluxbench.runtime import content_hash
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ class LatentCache:
                   int(os.path.getmtime(r.path)) if os.path.exists(r.path) else -1, r.captions) for r in records]
         key = {"files": files, "codec": config.codec, "duration": config.duration, "normalize": config.normalize,
                "text": config.conditioner if with_text else None}
-        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
+        return content_hash(key, 20)
 
     def shard_path(self, shard: int) -> Path:
         return self.folder / f"shard-{shard:05d}.safetensors"

@@ -8,7 +8,6 @@ the global torch RNG state are restored from the checkpoint.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -31,6 +30,7 @@ from fluxbench.models.fluxmusic.train_state import (CHECKPOINT_DIR, EMA, Trainin
                                                     newest_readable_checkpoint, restore_rng, rng_state,
                                                     transformer_config)
 from fluxbench.models.fluxmusic.transformer import FluxMusicTransformer
+from fluxbench.runtime import canonical_json
 
 log = logging.getLogger("fluxbench.train")
 
@@ -244,8 +244,7 @@ def _check_same_run(out: Path, config: TrainConfig) -> None:
     if not isinstance(saved_values, dict):
         raise TrainingError(f"{path}: expected a JSON object of training settings")
     saved = TrainConfig.from_dict(saved_values).identity()
-    same = lambda a, b: json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)  # noqa: E731
-    differing = sorted(k for k, v in config.identity().items() if not same(saved.get(k), v))
+    differing = sorted(k for k, v in config.identity().items() if canonical_json(saved.get(k)) != canonical_json(v))
     if differing:
         raise TrainingError(f"{out}: holds a run with different settings ({', '.join(differing)}); "
                             f"use another --out or remove the folder to start over")

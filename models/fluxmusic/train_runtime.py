@@ -15,6 +15,7 @@ import torch
 
 from fluxbench.atomic import write_text
 from fluxbench.models.fluxmusic.train_config import TrainingError
+from fluxbench.runtime import cuda_available, distributed
 
 log = logging.getLogger("fluxbench.train")
 
@@ -45,16 +46,11 @@ class Dist:
 
 
 def setup_distributed(device_choice: str) -> tuple[Dist, torch.device]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    use_cuda = device_choice == "cuda" or (device_choice == "auto" and torch.cuda.is_available())
-    if device_choice == "cuda" and not torch.cuda.is_available():
+    use_cuda = device_choice == "cuda" or (device_choice == "auto" and cuda_available())
+    if device_choice == "cuda" and not cuda_available():
         raise TrainingError("--device cuda: no CUDA device is available")
-    if world > 1:
-        if not torch.distributed.is_initialized():
-            torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
-        dist = Dist(torch.distributed.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
-    else:
-        dist = Dist()
+    rank, world, _ = distributed(cuda=use_cuda)
+    dist = Dist(rank, world, int(os.environ.get("LOCAL_RANK", "0"))) if world > 1 else Dist()
     if use_cuda:
         torch.cuda.set_device(dist.local_rank)
         return dist, torch.device("cuda", dist.local_rank)
