@@ -45,7 +45,7 @@ def main() -> int:
 
     from fluxbench.protocols.metrics.bootstrap import (bootstrap_frechet, bootstrap_inception, bootstrap_mean,
                                                        clip_counts, exact_resample_count, rng_for)
-    from fluxbench.protocols.metrics.frechet import CentredRows, frechet_of_weighted_rows
+    from fluxbench.protocols.metrics.frechet_resampling import CentredRows, frechet_of_weighted_rows
 
     rng = np.random.default_rng(0)
     clips, replicates = args.clips, args.replicates

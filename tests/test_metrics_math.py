@@ -227,7 +227,7 @@ def test_bootstrap_inception_gives_the_intervals_of_resampled_scores():
 
 # ---- first-order (calibrated) Frechet replicates at scale -------------------------------------------------
 def test_transport_maps_and_clip_sums_give_the_exact_moments_of_every_resample():
-    from fluxbench.protocols.metrics.frechet import CentredRows, ClipSums, transport_maps
+    from fluxbench.protocols.metrics.frechet_resampling import CentredRows, ClipSums, transport_maps
 
     rng = np.random.default_rng(21)
     gen, ref = _gaussian_rows(rng, 120, 8, 0.3, 0.5), _gaussian_rows(rng, 100, 8, 0.2)

@@ -31,8 +31,9 @@ from typing import Callable
 import numpy as np
 from scipy.special import xlogy
 
-from fluxbench.protocols.metrics.frechet import (CentredRows, ClipSums, GaussianStats, UnreliableEstimateWarning,
-                                                 frechet_of_weighted_rows, frechet_to_reference, transport_maps)
+from fluxbench.protocols.metrics.frechet import GaussianStats, UnreliableEstimateWarning, frechet_to_reference
+from fluxbench.protocols.metrics.frechet_resampling import (CentredRows, ClipSums, frechet_of_weighted_rows,
+                                                            transport_maps)
 from fluxbench.protocols.metrics.inception import log_softmax_rows, split_bounds
 
 
