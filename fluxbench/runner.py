@@ -14,23 +14,20 @@ import itertools
 import json
 import logging
 import os
-import platform
 import re
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from fluxbench import FluxbenchError, __version__, generation, registry
+from fluxbench import FluxbenchError, generation, registry
 from fluxbench.atomic import write_json
 from fluxbench.inputs import safe_file_stem, unique_file_stems
 from fluxbench.models.base import DEFAULT_DURATION, GenerationSettings, TextToMusicModel
 from fluxbench.protocols.sets.base import EvalSet, SetItem
 from fluxbench.results import METRICS, write_results
-from fluxbench.runtime import cuda_available, distributed
+from fluxbench.runtime import distributed, environment
 from fluxbench.store import ClipStore
 
 log = logging.getLogger(__name__)
@@ -89,42 +86,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not 0 <= index < count:
         raise FluxbenchError(f"--shard {text!r}: expected i/K with 0 <= i < K")
     return index, count
-
-
-def _environment(device: str | None) -> dict[str, Any]:
-    import numpy
-    import torch
-
-    return {"fluxbench": __version__, "fluxbench_commit": _git_commit(), "python": sys.version.split()[0],
-            "torch": torch.__version__, "numpy": numpy.__version__,
-            # the hub components and the baselines run through these; their versions change outputs
-            "transformers": _version_of("transformers"), "diffusers": _version_of("diffusers"),
-            "platform": platform.platform(), "device": device or "auto",
-            "cuda": torch.cuda.get_device_name() if cuda_available() else None}
-
-
-def _version_of(distribution: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(distribution)
-    except PackageNotFoundError:
-        return None
-
-
-def _git_commit() -> str | None:
-    """The commit of the fluxbench checkout in use (with "-dirty" for local changes); None for an installed copy."""
-    source = Path(__file__).resolve().parent.parent
-    if not (source / ".git").exists():
-        return None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True,
-                                timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=source,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (commit + ("-dirty" if dirty else "")) if commit else None
 
 
 class Runner:
@@ -365,7 +326,7 @@ class Runner:
             "metrics": scores["metrics"],
             "per_clip": scores.get("per_clip", {}),
             "scoring": {k: v for k, v in scores.items() if k not in ("metrics", "per_clip")},
-            "environment": _environment(self.config.model_options.get("device")),
+            "environment": environment(self.config.model_options.get("device")),
             "timing": {"preflight_s": round(checked - started, 3), "load_model_s": round(loaded - checked, 3),
                        "train_s": provenance.get("training", {}).get("seconds"),
                        "generate_s": round(self.generation_seconds(), 3),

@@ -9,6 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from fluxbench import FluxbenchError
@@ -82,3 +86,42 @@ def content_hash(value: Any, length: int | None = None) -> str:
     """SHA-256 (hex, optionally cut to `length` characters) of the canonical JSON of `value`."""
     digest = hashlib.sha256(canonical_json(value).encode()).hexdigest()
     return digest[:length] if length else digest
+
+
+def environment(device: str | None) -> dict[str, Any]:
+    """Versions, commit, platform and device: what a results file records about where it was made."""
+    import numpy
+    import torch
+
+    from fluxbench import __version__
+
+    return {"fluxbench": __version__, "fluxbench_commit": git_commit(), "python": sys.version.split()[0],
+            "torch": torch.__version__, "numpy": numpy.__version__,
+            # the hub components and the baselines run through these; their versions change outputs
+            "transformers": version_of("transformers"), "diffusers": version_of("diffusers"),
+            "platform": platform.platform(), "device": device or "auto",
+            "cuda": torch.cuda.get_device_name() if cuda_available() else None}
+
+
+def version_of(distribution: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
+def git_commit() -> str | None:
+    """The commit of the fluxbench checkout in use (with "-dirty" for local changes); None for an installed copy."""
+    source = Path(__file__).resolve().parent.parent
+    if not (source / ".git").exists():
+        return None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=source,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (commit + ("-dirty" if dirty else "")) if commit else None
