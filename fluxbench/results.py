@@ -45,14 +45,10 @@ class ResultsError(FluxbenchError):
     pass
 
 
-def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    return write_json(path, data, sort_keys=True)
-
-
 def write_results(path: str | os.PathLike, results: dict[str, Any]) -> Path:
     document = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, **results}
     _validate(document, str(path))
-    return write_json_atomic(path, document)
+    return write_json(path, document, sort_keys=True)
 
 
 def load_results(path: str | os.PathLike) -> dict[str, Any]:

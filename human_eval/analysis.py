@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fluxbench.human_eval.study import ASPECTS, GROUPS, SCHEMA_VERSION, Key, Study, StudyError, write_text_atomic
+from fluxbench.human_eval.study import ASPECTS, GROUPS, SCHEMA_VERSION, Key, Study, StudyError
 from fluxbench.reports import listening
 from fluxbench.reports.listening import MIN_RATINGS_FOR_INTERVAL  # a mean of fewer ratings gets no interval
 
@@ -296,12 +296,12 @@ def analyse_study(study_root: str | Path, database: str | None = None, **options
 
 def write_results(results: Results, out: str | Path) -> dict[str, Path]:
     """human_eval.json, table4.md and table4.csv, each written atomically."""
-    from fluxbench.results import write_json_atomic
+    from fluxbench.atomic import write_json, write_text
 
     out = Path(out)
     files = {
-        "json": write_json_atomic(out / "human_eval.json", results.to_json()),
-        "markdown": write_text_atomic(out / "table4.md", results.table.to_markdown()),
-        "csv": write_text_atomic(out / "table4.csv", results.table.to_csv()),
+        "json": write_json(out / "human_eval.json", results.to_json(), sort_keys=True),
+        "markdown": write_text(out / "table4.md", results.table.to_markdown()),
+        "csv": write_text(out / "table4.csv", results.table.to_csv()),
     }
     return files

@@ -129,10 +129,3 @@ def _read_json(path: Path, expected: str) -> dict:
     if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
         raise StudyError(f"{path}: unsupported study schema (expected schema_version {SCHEMA_VERSION})")
     return data
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write a text file so that readers see the old or the new content, never a torn one."""
-    from fluxbench.atomic import write_text
-
-    return write_text(path, text)

@@ -58,7 +58,7 @@ OPTIONS: dict[str, dict[str, str]] = {
               "--vggish-weights": "file", "--panns-weights": "file"},
     "train": {"--config": "file", "--manifest": "file", "--out": "out_dir", "--transformer": "json_object",
               "--init": "file", "--duration": "seconds", "--cache-dir": "out_dir", "--weights-dir": "dir",
-              "--null-prob": "unit",
+              "--null-prob": "unit", "--time-location": "finite",
               "--steps": "count", "--global-batch": "count", "--micro-batch": "count", "--lr": "non_negative_float",
               "--weight-decay": "non_negative_float", "--warmup-steps": "non_negative", "--grad-clip": "positive",
               "--ema-decay": "unit", "--ema-every": "count", "--seed": "non_negative", "--save-every": "count",

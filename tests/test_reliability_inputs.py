@@ -149,7 +149,6 @@ def test_design_options_refuse_silent_fallbacks(tmp_path):
 # ---- smaller -----------------------------------------------------------------------------------------------
 def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
     from fluxbench import atomic
-    from fluxbench.results import write_json_atomic
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
@@ -159,7 +158,7 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
     living.write_text("{")
     other_file = tmp_path / f".other.{atomic._HOST}-{dead_pid}.abc123.json"
     other_file.write_text("{")
-    write_json_atomic(tmp_path / "results.json", {"a": 1})
+    atomic.write_json(tmp_path / "results.json", {"a": 1})
     assert not orphan.exists() and living.exists() and other_file.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["results.json", living.name, other_file.name])
 
