@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "human-eval": ("design, serve and analyse blinded OVL/REL listening tests", "human_eval"),
     "models": ("list registered models", "models"),
     "sets": ("list registered evaluation sets", "sets"),
+    "metrics": ("list the metrics and the backbones they are computed with", "metrics"),
 }
 
 

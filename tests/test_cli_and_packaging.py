@@ -56,11 +56,29 @@ def test_models_table_and_flops():
 
 def test_listing_imports_no_heavy_library():
     code = ("import sys; from fluxbench.cli import main; main(['models', '--json']); main(['--help']);"
+            "main(['metrics']);"
             "heavy = [m for m in ('torch', 'transformers', 'diffusers', 'scipy', 'streamlit') if m in sys.modules];"
             "print('HEAVY', heavy)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_metrics_listing_names_every_metric_of_the_table_and_its_backbone(capsys):
+    import json
+
+    from fluxbench.protocols.metrics.table import METRICS
+
+    assert main(["metrics", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert [m["name"] for m in listing["metrics"]] == [m.name for m in METRICS]
+    backbones = {b["name"]: b for b in listing["backbones"]}
+    assert {"vggish", "panns-16k", "clap", "descriptor"} <= set(backbones)
+    assert all(m["backbone"] in backbones for m in listing["metrics"])
+    assert next(m for m in listing["metrics"] if m["name"] == "is")["lower_is_better"] is False
+    assert main(["metrics"]) == 0
+    text = capsys.readouterr().out
+    assert "fad     lower" in text and "descriptor  16000 Hz  none" in text
 
 
 def test_unknown_command_and_unknown_model_are_one_line():
@@ -127,7 +145,7 @@ def test_wheel_contains_the_mapped_wings(tmp_path):
     assert {"fluxbench/protocols/sets/data/musiccaps-public.csv", "fluxbench/protocols/sets/data/README.md"} <= set(names)
 
 
-@pytest.mark.parametrize("command", [["models", "--json"], ["models"], ["sets", "--json"]])
+@pytest.mark.parametrize("command", [["models", "--json"], ["models"], ["sets", "--json"], ["metrics"]])
 def test_a_reader_closing_the_pipe_early_is_no_error(command):
     """`fluxbench models --json | head` must not end in a BrokenPipeError traceback."""
     process = subprocess.Popen([sys.executable, "-m", "fluxbench.cli", *command], cwd=ROOT, stdout=subprocess.PIPE,
