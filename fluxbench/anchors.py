@@ -61,9 +61,10 @@ def _read(folder: Path, ids: Sequence[str], rate: int) -> list[np.ndarray]:
     return waves
 
 
-def build_anchor_clips(model, run_dir: Path, reference_dir: Path, ids: Sequence[str], captions: Mapping[str, str],
-                       seed: int, settings: GenerationSettings) -> dict[str, Path]:
-    """Render the untrained, noise and codec rows' clips (those the model supports) under run_dir/anchors."""
+def build_anchor_clips(model, untrained, run_dir: Path, reference_dir: Path, ids: Sequence[str],
+                       captions: Mapping[str, str], seed: int, settings: GenerationSettings) -> dict[str, Path]:
+    """Render the untrained (`model.untrained(seed)`, or None), noise and codec rows' clips (those the model
+    supports) under run_dir/anchors."""
     import torch
 
     root = run_dir / ANCHOR_DIR
@@ -73,7 +74,6 @@ def build_anchor_clips(model, run_dir: Path, reference_dir: Path, ids: Sequence[
     references = dict(zip(ids, _read(reference_dir, ids, rate)))
     seeds = {item_id: derive_seed(seed, item_id) for item_id in ids}
 
-    untrained = model.untrained(seed)
     if untrained is not None:
         folders["untrained"] = root / "untrained"
         _write_missing(folders["untrained"], ids, lambda chunk: untrained.generate(
@@ -211,7 +211,9 @@ def score_anchors(runner, model, eval_set, items, reference_dir: Path, results: 
 
     ids = [item.id for item in items if item.id not in set(results["set"]["missing_references"])]
     captions = {item.id: item.caption for item in items}
-    folders = build_anchor_clips(model, runner.run_dir, reference_dir, ids, captions, runner.config.seed, settings)
+    untrained = model.untrained(runner.config.seed)  # one twin for its clips and its caption reliance
+    folders = build_anchor_clips(model, untrained, runner.run_dir, reference_dir, ids, captions, runner.config.seed,
+                                 settings)
     metric_keys = list(results["metrics"])
     rows: dict[str, dict[str, float]] = {"trained": {k: results["metrics"][k]["value"] for k in metric_keys}}
     for name, folder in folders.items():
@@ -226,7 +228,7 @@ def score_anchors(runner, model, eval_set, items, reference_dir: Path, results: 
         rows.setdefault(name, {}).update(values)
     references = _read(reference_dir, ids, model.sample_rate)
     texts = [captions[i] for i in ids]
-    for name, candidate in (("trained", model), ("untrained", model.untrained(runner.config.seed))):
+    for name, candidate in (("trained", model), ("untrained", untrained)):
         reliance = (candidate.caption_reliance(references, model.sample_rate, texts, runner.config.seed)
                     if candidate is not None else None)
         if reliance is not None and name in rows:

@@ -6,16 +6,11 @@ import argparse
 import json
 
 from fluxbench import registry
+from fluxbench.commands import aligned_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable listing")
-
-
-def _print_table(header: list[str], table: list[list[str]]) -> None:
-    widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
-    for r in [header, ["-" * w for w in widths], *table]:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
 def main(args: argparse.Namespace) -> int:
@@ -24,11 +19,11 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"metrics": metrics, "backbones": backbones}, indent=2))
         return 0
-    _print_table(["metric", "better", "backbone", "summary"],
-                 [[m["name"], "lower" if m.get("lower_is_better") else "higher", str(m.get("backbone", "-")),
-                   m["summary"]] for m in metrics])
+    print(aligned_table(["metric", "better", "backbone", "summary"],
+                        [[m["name"], "lower" if m.get("lower_is_better") else "higher", m.get("backbone", "-"),
+                          m["summary"]] for m in metrics]))
     print()
-    _print_table(["backbone", "rate", "weights", "summary"],
-                 [[b["name"], f"{b['sample_rate']} Hz" if b.get("sample_rate") else "-",
-                   str(b.get("weights") or "none"), b["summary"]] for b in backbones])
+    print(aligned_table(["backbone", "rate", "weights", "summary"],
+                        [[b["name"], f"{b['sample_rate']} Hz" if b.get("sample_rate") else "-",
+                          b.get("weights") or "none", b["summary"]] for b in backbones]))
     return 0

@@ -7,6 +7,7 @@ import json
 import math
 
 from fluxbench import registry
+from fluxbench.commands import aligned_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +39,5 @@ def main(args: argparse.Namespace) -> int:
         if args.flops:
             row.insert(3, f"{e.facts['gflops']:.1f}" if "gflops" in e.facts else "-")
         table.append(row)
-    widths = [max(len(str(r[i])) for r in [header, *table]) for i in range(len(header))]
-    for r in [header, ["-" * w for w in widths], *table]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+    print(aligned_table(header, table))
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fluxbench.commands import aligned_table
 from fluxbench.inputs import existing_dir, existing_file, output_dir, output_file, resample_count, seed_int, text_file
 from fluxbench.protocols.metrics.table import BACKBONE_CHOICES, FADTK_BACKBONES, NAMES, RESULT_KEYS
 
@@ -85,9 +86,7 @@ def format_table(results: dict) -> str:
         value = f"{entry['value']:.4f}" + (f" (std {entry['std']:.3f})" if "std" in entry else "")
         ci = entry.get("ci95")
         rows.append((label, value, f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "-", str(entry["n"]), entry["backbone"]))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
+    lines = aligned_table(rows[0], rows[1:]).splitlines()
     for metric, reason in results["skipped_metrics"].items():
         lines.append(f"{metric}: skipped ({reason})")
     skipped = results["skipped"]

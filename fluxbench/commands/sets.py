@@ -6,6 +6,7 @@ import argparse
 import json
 
 from fluxbench import registry
+from fluxbench.commands import aligned_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +20,5 @@ def main(args: argparse.Namespace) -> int:
         return 0
     header = ["name", "items", "audio expected at", "summary"]
     table = [[r["name"], str(r.get("items", "-")), str(r.get("audio", "-")), r["summary"]] for r in rows]
-    widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
-    for r in [header, ["-" * w for w in widths], *table]:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    print(aligned_table(header, table))
     return 0
