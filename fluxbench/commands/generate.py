@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     how.add_argument("--guidance", type=finite_float, help="classifier-free guidance scale (overrides the preset)")
     how.add_argument("--negative-prompt", help="negative text for guidance (overrides the preset)")
     how.add_argument("--solver", help="ODE solver: euler (official), heun or midpoint")
+    how.add_argument("--no-clamp-x0", dest="clamp_x0", action="store_const", const=False,
+                     help="sample without clamping the clean-sample estimates to the training latents' range "
+                          "(recorded by `fluxbench train`)")
     how.add_argument("--batch-size", type=positive_int, default=4, help="clips per denoising batch (default: 4)")
     how.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     how.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
@@ -228,7 +231,7 @@ def main(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     _, model = generation.load_model(args.model, options, args.batch_size, progress=not args.quiet)
     overrides = {"preset": args.preset, "steps": args.steps, "guidance": args.guidance,
-                 "negative_prompt": args.negative_prompt, "solver": args.solver}
+                 "negative_prompt": args.negative_prompt, "solver": args.solver, "clamp_x0": args.clamp_x0}
     settings = model.resolve_settings(args.duration, **{k: v for k, v in overrides.items() if v is not None})
     header = {"schema": SCHEMA, "model": model.name, "fingerprint": model.fingerprint(),
               "checksums": model.checksums(), "settings": {**settings.record(), "duration": settings.duration},

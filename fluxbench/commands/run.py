@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--preset", help="e.g. paper or official for FluxMusic")
     gen.add_argument("--solver", help="e.g. euler, heun, midpoint")
     gen.add_argument("--negative-prompt")
+    gen.add_argument("--no-clamp-x0", dest="clamp_x0", action="store_const", const=False,
+                     help="FluxMusic folders written by training: sample without clamping the clean-sample "
+                          "estimates to the training latents' range")
     model = parser.add_argument_group("model loading")
     model.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
     model.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"),
@@ -60,7 +63,8 @@ def main(args: argparse.Namespace) -> int:
     from fluxbench.runner import RunConfig, Runner, parse_shard, summary_table
 
     generation = {k: v for k, v in (("steps", args.steps), ("guidance", args.guidance), ("preset", args.preset),
-                                    ("solver", args.solver), ("negative_prompt", args.negative_prompt))
+                                    ("solver", args.solver), ("negative_prompt", args.negative_prompt),
+                                    ("clamp_x0", args.clamp_x0))
                   if v is not None}
     model_options = {k: v for k, v in (("device", args.device), ("dtype", args.dtype),
                                        ("weights_dir", args.weights_dir), ("checkpoint", args.checkpoint))

@@ -53,6 +53,16 @@ def _guided(model: Callable, z: torch.Tensor, t: torch.Tensor, cond: dict, uncon
     return unconditional + guidance * (conditional - unconditional)
 
 
+def within_bounds(x0: torch.Tensor, bounds: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """Static thresholding (Saharia et al. 2022, Imagen): the clean-sample estimate clamped to the range the
+    training latents spanned, so guidance and an undertrained network cannot push values past what the data
+    ever held (in a log-mel latent such a value is a burst tens of times louder than any training clip)."""
+    if bounds is None:
+        return x0
+    low, high = bounds
+    return torch.minimum(torch.maximum(x0, low.to(x0)), high.to(x0))
+
+
 def _joined(cond: dict, uncond: dict) -> dict:
     """One condition dict of 2B rows: the conditional rows, then the unconditional ones."""
     missing = [key for key in CONDITION_KEYS if key not in cond or key not in uncond]
@@ -96,8 +106,11 @@ class _Objective:
 
     def sample(self, model: Callable, noise: torch.Tensor, cond: dict, uncond: dict | None = None,
                guidance: float = 3.5, steps: int = 50, solver: str | None = None, record: bool = False,
-               progress: bool = False, batched_guidance: bool = True):
-        run = self.trajectory(model, noise, cond, uncond, guidance, steps, solver, progress, batched_guidance)
+               progress: bool = False, batched_guidance: bool = True,
+               x0_bounds: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """`x0_bounds` (low, high), broadcastable to the tokens: clamp every clean-sample estimate to them."""
+        run = self.trajectory(model, noise, cond, uncond, guidance, steps, solver, progress, batched_guidance,
+                              x0_bounds)
         return run.states if record else run.final
 
 
@@ -139,16 +152,23 @@ class RectifiedFlow(_Objective):
 
     def trajectory(self, model: Callable, noise: torch.Tensor, cond: dict, uncond: dict | None = None,
                    guidance: float = 3.5, steps: int = 50, solver: str | None = None,
-                   progress: bool = False, batched_guidance: bool = True) -> Trajectory:
+                   progress: bool = False, batched_guidance: bool = True,
+                   x0_bounds: tuple[torch.Tensor, torch.Tensor] | None = None) -> Trajectory:
         solver = solver or self.default_solver
         if solver not in self.solvers:
             raise FluxbenchError(f"rectified flow has no solver {solver!r}; choose one of {list(self.solvers)}")
         if steps < 1:
             raise FluxbenchError(f"sampling needs at least 1 step, got {steps}")
         batch = noise.shape[0]
-        velocity_at = lambda state, time: _guided(  # noqa: E731
-            model, state, torch.full((batch,), time, device=noise.device, dtype=noise.dtype), cond, uncond, guidance,
-            batched_guidance)
+
+        def velocity_at(state: torch.Tensor, time: float) -> torch.Tensor:
+            velocity = _guided(model, state, torch.full((batch,), time, device=noise.device, dtype=noise.dtype),
+                               cond, uncond, guidance, batched_guidance)
+            if x0_bounds is None or time == 0:
+                return velocity
+            # z_t = (1 - t) x0 + t noise and v = noise - x0 give x0 = z_t - t v; the velocity that lands on
+            # the clamped estimate is (z_t - x0) / t.
+            return (state - within_bounds(state - time * velocity, x0_bounds)) / time
         z = noise
         record = Trajectory(states=[z])
         dt = 1.0 / steps
@@ -216,7 +236,8 @@ class DDPM(_Objective):
 
     def trajectory(self, model: Callable, noise: torch.Tensor, cond: dict, uncond: dict | None = None,
                    guidance: float = 3.5, steps: int = 50, solver: str | None = None,
-                   progress: bool = False, batched_guidance: bool = True) -> Trajectory:
+                   progress: bool = False, batched_guidance: bool = True,
+                   x0_bounds: tuple[torch.Tensor, torch.Tensor] | None = None) -> Trajectory:
         solver = solver or self.default_solver
         if solver not in self.solvers:
             raise FluxbenchError(f"DDPM has no solver {solver!r}; choose one of {list(self.solvers)}")
@@ -231,6 +252,9 @@ class DDPM(_Objective):
             time = self.model_time(torch.full((batch,), k)).to(device=noise.device, dtype=noise.dtype)
             epsilon = _guided(model, z, time, cond, uncond, guidance, batched_guidance).to(z.dtype)
             x0 = (z - math.sqrt(1 - abar) * epsilon) / math.sqrt(abar)
+            if x0_bounds is not None:  # the noise estimate consistent with the clamped clean estimate
+                x0 = within_bounds(x0, x0_bounds)
+                epsilon = (z - math.sqrt(abar) * x0) / math.sqrt(1 - abar)
             record.x0_estimates.append(x0)
             z = math.sqrt(abar_next) * x0 + math.sqrt(1 - abar_next) * epsilon
             record.states.append(z)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import abc
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 
@@ -49,6 +50,56 @@ class LatentCodec(abc.ABC):
 
     def to(self, device: torch.device | str) -> "LatentCodec":
         return self
+
+
+@dataclass(frozen=True)
+class LatentBounds:
+    """The range the training latents spanned, per latent channel and frequency position (min and max over
+    clips and time): [C, W] each. Training records it in the model folder; sampling clamps its clean-sample
+    estimates to it (static thresholding)."""
+
+    low: torch.Tensor
+    high: torch.Tensor
+
+    @classmethod
+    def of(cls, latents: Iterable[torch.Tensor]) -> "LatentBounds":
+        """The range of latents [B, C, H, W] (one batch or many)."""
+        low = high = None
+        for batch in latents:
+            batch_low, batch_high = batch.float().amin(dim=(0, 2)), batch.float().amax(dim=(0, 2))
+            low = batch_low if low is None else torch.minimum(low, batch_low)
+            high = batch_high if high is None else torch.maximum(high, batch_high)
+        if low is None:
+            raise CodecError("latent bounds need at least one latent")
+        return cls(low.cpu(), high.cpu())
+
+    @classmethod
+    def from_spec(cls, spec: Any, channels: int, where: str) -> "LatentBounds":
+        """From {"low": [C][W], "high": [C][W]}, checked; `where` names the field in errors."""
+        try:
+            low, high = (torch.tensor(spec[key], dtype=torch.float32) for key in ("low", "high"))
+        except (KeyError, TypeError, ValueError) as error:
+            raise CodecError(f"{where}: expected 'low' and 'high' as [channels][width] lists of numbers "
+                             f"({error})") from None
+        if low.ndim != 2 or low.shape != high.shape or low.shape[0] != channels:
+            raise CodecError(f"{where}: shapes {list(low.shape)} and {list(high.shape)}; expected [{channels}, "
+                             f"width] for both")
+        if not (torch.isfinite(low).all() and torch.isfinite(high).all() and (low <= high).all()):
+            raise CodecError(f"{where}: values must be finite with low <= high everywhere")
+        return cls(low, high)
+
+    def spec(self) -> dict[str, list]:
+        return {"low": self.low.tolist(), "high": self.high.tolist()}
+
+    def tokens(self, height: int, width: int, device: torch.device | str = "cpu"
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(low, high) in the transformer's token layout [1, N, 4C] for a [C, height, width] latent."""
+        from fluxbench.models.fluxmusic.transformer import patchify
+
+        if self.low.shape[1] != width:
+            raise CodecError(f"the recorded latent range is {self.low.shape[1]} wide; this latent is {width}")
+        return tuple(patchify(plane[None, :, None, :].expand(1, -1, height, -1).contiguous()).to(device)
+                     for plane in (self.low, self.high))
 
 
 def mel_frames(samples: int, multiple: int) -> int:

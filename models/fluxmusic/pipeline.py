@@ -26,7 +26,8 @@ from fluxbench.models.fluxmusic.conditioner import (T5ClapConditioner, TextCondi
                                                     build_conditioner)
 from fluxbench.models.fluxmusic.configs import CHECKPOINT_FILES, FluxMusicConfig, get_config
 from fluxbench.models.fluxmusic.flow import get_objective
-from fluxbench.models.fluxmusic.latent import AudioLDM2Codec, LatentCodec, build_codec, codec_weight_requests
+from fluxbench.models.fluxmusic.latent import (AudioLDM2Codec, LatentBounds, LatentCodec, build_codec,
+                                               codec_weight_requests)
 from fluxbench.models.fluxmusic.transformer import cast_for_inference, music_ids, patchify, text_ids, unpatchify
 from fluxbench.runtime import content_hash, resolve_device, resolve_dtype
 
@@ -60,7 +61,8 @@ class FluxMusicModel(TextToMusicModel):
                  name: str = "fluxmusic",
                  checksums: dict[str, str] | None = None, device: str | torch.device | None = None,
                  dtype: str | torch.dtype | None = None, keep_text_encoders: bool = False,
-                 preset: str = "paper", batch_size: int = 4, batched_guidance: bool = True) -> None:
+                 preset: str = "paper", batch_size: int = 4, batched_guidance: bool = True,
+                 latent_bounds: dict[str, Any] | None = None) -> None:
         config: FluxMusicConfig = transformer.config
         self.config = config
         self.device = resolve_device(device)
@@ -83,6 +85,10 @@ class FluxMusicModel(TextToMusicModel):
         if config.in_channels != 4 * codec.latent_channels:
             raise GenerationError(f"{name}: the transformer takes {config.in_channels} values per token but the "
                                   f"codec gives {codec.latent_channels} latent channels (x4 per 2x2 patch)")
+        # The per-(channel, frequency) range of the training latents, recorded by training; None for folders
+        # without one (the official checkpoints), which then sample unclamped.
+        self.latent_bounds = None if latent_bounds is None else LatentBounds.from_spec(
+            latent_bounds, codec.latent_channels, f"{name}: latent_bounds")
 
     # ---- construction -----------------------------------------------------------------------------------
     @classmethod
@@ -181,7 +187,7 @@ class FluxMusicModel(TextToMusicModel):
             checksums.update(conditioner.checksums())
         checksums.update({part: weights.checksum(path) for part, path in getattr(codec, "sources", {}).items()})
         model = cls(transformer, conditioner, codec, objective=spec.get("objective", "rectified_flow"),
-                    objective_options=spec.get("objective_options"),
+                    objective_options=spec.get("objective_options"), latent_bounds=spec.get("latent_bounds"),
                     name=spec.get("name") or folder.name, checksums=checksums, device=device, **options)
         if isinstance(spec.get("training"), dict):
             model._provenance["training"] = dict(spec["training"])
@@ -210,7 +216,8 @@ class FluxMusicModel(TextToMusicModel):
         model = FluxMusicModel(transformer, conditioner, self.codec, self.objective_name, self.objective.options(),
                                name=f"{self.name}-untrained", device=self.device, dtype=self.dtype,
                                keep_text_encoders=self.keep_text_encoders, batch_size=self.batch_size,
-                               batched_guidance=self.batched_guidance)
+                               batched_guidance=self.batched_guidance,
+                               latent_bounds=self.latent_bounds.spec() if self.latent_bounds else None)
         model.preset = dict(self.preset)
         return model
 
@@ -233,10 +240,16 @@ class FluxMusicModel(TextToMusicModel):
 
     def resolve_settings(self, duration: float = DEFAULT_DURATION, preset: str | None = None,
                          steps: int | None = None, guidance: float | None = None, negative_prompt: str | None = None,
-                         solver: str | None = None, **unknown: Any) -> GenerationSettings:
-        """Every generation setting, resolved: explicit values over the preset over the model's preset."""
+                         solver: str | None = None, clamp_x0: bool | None = None, **unknown: Any
+                         ) -> GenerationSettings:
+        """Every generation setting, resolved: explicit values over the preset over the model's preset.
+        `clamp_x0` (default: on when the model folder records its training latents' range) clamps every
+        clean-sample estimate to that range while sampling."""
         if unknown:
             raise GenerationError(f"unknown generation setting(s) {sorted(unknown)}")
+        if clamp_x0 and self.latent_bounds is None:
+            raise GenerationError(f"{self.name}: clamp_x0 needs the training latents' range, which this model's "
+                                  "folder does not record (folders written by `fluxbench train` do)")
         chosen = self._preset(preset) if preset else dict(self.preset)
         for key, value in (("steps", steps), ("guidance", guidance), ("negative_prompt", negative_prompt)):
             if value is not None:
@@ -251,6 +264,8 @@ class FluxMusicModel(TextToMusicModel):
             raise GenerationError(f"duration must be positive, got {duration}")
         samples = int(round(duration * self.sample_rate))
         options = {**chosen, "steps": int(chosen["steps"]), "guidance": float(chosen["guidance"])}
+        if self.latent_bounds is not None:  # only then, so the clip identities of other models are unchanged
+            options["clamp_x0"] = True if clamp_x0 is None else bool(clamp_x0)
         return GenerationSettings(duration, options, {
             "samples": samples, "sample_rate": self.sample_rate,
             "latent_shape": list(self._codec.latent_shape(samples)), "objective": self.objective_name,
@@ -301,7 +316,7 @@ class FluxMusicModel(TextToMusicModel):
 
     def denoise(self, noise_tokens: torch.Tensor, cond: TextConditioning, uncond: TextConditioning | None,
                 height: int, width: int, guidance: float, steps: int, solver: str | None = None,
-                progress: bool = False) -> torch.Tensor:
+                progress: bool = False, clamp_x0: bool = False) -> torch.Tensor:
         """Sample tokens [B, N, in_channels] from noise tokens; `uncond` is a batch of one or of B."""
         batch = noise_tokens.shape[0]
         device = self.device
@@ -316,7 +331,9 @@ class FluxMusicModel(TextToMusicModel):
             tokens = self.objective.sample(self.transformer, noise_tokens.to(device), as_dict(cond),
                                            as_dict(uncond) if uncond is not None else None, guidance=guidance,
                                            steps=steps, solver=solver, progress=progress,
-                                           batched_guidance=self.batched_guidance)
+                                           batched_guidance=self.batched_guidance,
+                                           x0_bounds=self.latent_bounds.tokens(height, width, device)
+                                           if clamp_x0 else None)
         return tokens.float()
 
     def caption_reliance(self, waveforms: Sequence[np.ndarray], sample_rate: int, captions: Sequence[str],
@@ -371,7 +388,7 @@ class FluxMusicModel(TextToMusicModel):
             rows = slice(start, start + self.batch_size)
             noise = patchify(self.noise(seeds[rows], (channels, height, width)))
             tokens = self.denoise(noise, cond[rows], uncond, height, width, settings["guidance"], settings["steps"],
-                                  settings["solver"], progress)
+                                  settings["solver"], progress, settings.options.get("clamp_x0", False))
             with torch.inference_mode():
                 waves = self.codec.decode(unpatchify(tokens, height, width)).float().cpu().numpy()
             clips.append(fit_length(waves, settings["samples"]))
@@ -395,3 +412,4 @@ def _check_widths(config: FluxMusicConfig, conditioner: T5ClapConditioner, label
         if used and width() != expected:
             raise GenerationError(f"{label}: {what} is {width()} but the transformer's {field} is {expected}; "
                                   f"the text encoder does not belong to this model")
+

@@ -22,6 +22,7 @@ from torch import nn
 from fluxbench.atomic import write_json
 from fluxbench.models.fluxmusic.checkpoint import load_state_dict, save_official
 from fluxbench.models.fluxmusic.flow import get_objective
+from fluxbench.models.fluxmusic.latent import LatentBounds
 from fluxbench.models.fluxmusic.train_config import TrainConfig, TrainingError
 from fluxbench.models.fluxmusic.train_data import LatentCache, Record, SampleStream, read_manifest, seed_of
 from fluxbench.models.fluxmusic.train_runtime import Dist, LossLog, TrainingProgress, setup_distributed
@@ -135,6 +136,8 @@ def prepare(config: TrainConfig, device_choice: str, progress: bool) -> Run:
             "sample_rate": codec.sample_rate, "duration": config.duration,
             "sampling": {"steps": config.sample_steps, "guidance": config.guidance}}
     spec["latent_shape"] = list(cache.latent(0).shape[1:])
+    # what sampling clamps its clean-sample estimates to
+    spec["latent_bounds"] = LatentBounds.of(cache.latent(i) for i in range(len(records))).spec()
     text_encoder = conditioner if trainable_text else None
     if text_encoder is None:
         del conditioner  # a frozen encoder (T5-XXL is ~10 GB) is not needed once its outputs are cached
