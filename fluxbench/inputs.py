@@ -26,12 +26,12 @@ class InputError(FluxbenchError):
 
 
 @contextmanager
-def errors_as(error_class: type[FluxbenchError]) -> Iterator[None]:
-    """Inside the block, an InputError is raised again as `error_class` with the same message: for the parts of
-    the package whose callers expect their own error type."""
+def errors_as(error_class: type[FluxbenchError], caught: type[FluxbenchError] = InputError) -> Iterator[None]:
+    """Inside the block, a `caught` error (an InputError by default) is raised again as `error_class` with the
+    same message: for the parts of the package whose callers expect their own error type."""
     try:
         yield
-    except InputError as error:
+    except caught as error:
         raise error_class(str(error)) from None
 
 

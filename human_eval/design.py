@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from fluxbench import captions as caption_files
-from fluxbench.audio import AUDIO_SUFFIXES, fit_length, integrated_loudness, read_audio, resample, to_mono, write_wav
+from fluxbench.audio import (AudioError, fit_length, integrated_loudness, list_audio, read_audio, resample, to_mono,
+                             write_wav)
 from fluxbench.human_eval.plan import plan_study, select_prompts
 from fluxbench.human_eval.study import AUDIO_DIR, KEY_FILE, RATERS_FILE, SCHEMA_VERSION, STUDY_FILE, StudyError
 from fluxbench.inputs import errors_as, read_text
@@ -69,20 +70,10 @@ def parse_system(spec: str) -> tuple[str, Path]:
 
 def find_audio(folder: Path) -> dict[str, Path]:
     """Prompt id -> audio file of one system folder (or its audio/ subfolder)."""
-    if not folder.is_dir():
-        raise StudyError(f"{folder}: not a folder; expected a system's audio folder or run folder")
     if (folder / "audio").is_dir():
         folder = folder / "audio"
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in AUDIO_SUFFIXES or not path.is_file():
-            continue
-        if path.stem in found:
-            raise StudyError(f"{folder}: two audio files for prompt {path.stem!r} ({found[path.stem].name}, {path.name})")
-        found[path.stem] = path
-    if not found:
-        raise StudyError(f"{folder}: no audio files ({', '.join(AUDIO_SUFFIXES)})")
-    return found
+    with errors_as(StudyError, AudioError):
+        return {path.stem: path for path in list_audio(folder, "system audio", unique_stems=True)}
 
 
 def read_captions(path: Path) -> dict[str, str]:

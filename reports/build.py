@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fluxbench.atomic import copy_file, write_text
-from fluxbench.audio import AUDIO_SUFFIXES
+from fluxbench.audio import list_audio
 from fluxbench.captions import read_captions
 from fluxbench.reports import ReportError
 from fluxbench.reports.listening import listening_table, load_listening
@@ -65,9 +65,8 @@ def parse_formats(text: str) -> tuple[str, ...]:
 
 
 def clips_in(folder: Path) -> dict[str, Path]:
-    if not folder.is_dir():
-        raise ReportError(f"{folder}: no such audio folder")
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()}
+    """Prompt id (file stem) -> clip of an audio folder; empty when it holds none."""
+    return {p.stem: p for p in list_audio(folder, "audio", unique_stems=True, required=False)}
 
 
 def run_folder(run: Run) -> Path:

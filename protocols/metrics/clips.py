@@ -20,7 +20,7 @@ import numpy as np
 
 from fluxbench import FluxbenchError
 from fluxbench import captions as caption_files
-from fluxbench.audio import AUDIO_SUFFIXES, AudioError, read_audio
+from fluxbench.audio import AudioError, list_audio, read_audio
 from fluxbench.inputs import errors_as
 from fluxbench.protocols.metrics.cache import content_hash
 
@@ -40,23 +40,6 @@ class ScoreError(FluxbenchError):
 
 
 # ---- listing and pairing (audioldm_eval's rules) -----------------------------------------------------------
-class AudioFolderError(FluxbenchError):
-    pass
-
-
-def list_audio(folder: str | os.PathLike, role: str = "audio") -> list[Path]:
-    """Audio files directly inside `folder`, sorted by name (hidden files ignored)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise AudioFolderError(f"{role} folder {folder} does not exist or is not a folder")
-    files = sorted(p for p in folder.iterdir()
-                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_SUFFIXES)
-    if not files:
-        raise AudioFolderError(f"{role} folder {folder} has no audio files "
-                               f"(looked for {', '.join(AUDIO_SUFFIXES)})")
-    return files
-
-
 @dataclass(frozen=True)
 class Pairing:
     paired: bool
