@@ -22,6 +22,7 @@ import torch
 from fluxbench import FluxbenchError, weights
 from fluxbench.audio import fit_length
 from fluxbench.models.base import DEFAULT_DURATION, GeneratedAudio, GenerationSettings, TextToMusicModel
+from fluxbench.models.fluxmusic import weight_sources
 from fluxbench.models.fluxmusic.conditioner import (T5ClapConditioner, TextConditioner, TextConditioning,
                                                     build_conditioner)
 from fluxbench.models.fluxmusic.configs import CHECKPOINT_FILES, FluxMusicConfig, get_config
@@ -87,8 +88,8 @@ class FluxMusicModel(TextToMusicModel):
     # ---- construction -----------------------------------------------------------------------------------
     @classmethod
     def for_size(cls, size: str, checkpoint: str | os.PathLike | None = None,
-                 weights_dir: str | os.PathLike | None = None, t5: str = weights.DEFAULT_T5,
-                 clap: str = weights.DEFAULT_CLAP, audioldm2: str = weights.DEFAULT_AUDIOLDM2,
+                 weights_dir: str | os.PathLike | None = None, t5: str = weight_sources.DEFAULT_T5,
+                 clap: str = weight_sources.DEFAULT_CLAP, audioldm2: str = weight_sources.DEFAULT_AUDIOLDM2,
                  vae: str | os.PathLike | None = None, vocoder: str | os.PathLike | None = None,
                  use_t5: bool = True, use_clap: bool = True, device: str | torch.device | None = None,
                  **options: Any) -> "FluxMusicModel":
@@ -117,15 +118,16 @@ class FluxMusicModel(TextToMusicModel):
                    checksums=checksums, device=device, **options)
 
     @staticmethod
-    def size_weight_requests(size: str, checkpoint: str | os.PathLike | None = None, t5: str = weights.DEFAULT_T5,
-                             clap: str = weights.DEFAULT_CLAP, audioldm2: str = weights.DEFAULT_AUDIOLDM2,
+    def size_weight_requests(size: str, checkpoint: str | os.PathLike | None = None,
+                             t5: str = weight_sources.DEFAULT_T5, clap: str = weight_sources.DEFAULT_CLAP,
+                             audioldm2: str = weight_sources.DEFAULT_AUDIOLDM2,
                              vae: str | os.PathLike | None = None, vocoder: str | os.PathLike | None = None,
                              use_t5: bool = True, use_clap: bool = True, **_: Any
                              ) -> list[tuple[weights.WeightSource, str | None]]:
         """Every component `for_size` resolves, in its order (the checkpoint first), without loading anything."""
         size = size.removeprefix("fluxmusic-").replace("-", "_")
         if size in CHECKPOINT_FILES:
-            checkpoint_source = weights.fluxmusic_checkpoint(size)
+            checkpoint_source = weight_sources.fluxmusic_checkpoint(size)
         elif checkpoint is None:
             raise GenerationError(f"FluxMusic size {size!r} has no released checkpoint; pass checkpoint=PATH "
                                   f"(released sizes: {', '.join(CHECKPOINT_FILES)})")
