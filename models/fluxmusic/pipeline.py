@@ -117,6 +117,16 @@ class FluxMusicModel(TextToMusicModel):
         return cls(transformer, conditioner, codec, name=f"fluxmusic-{size.replace('_', '-')}",
                    checksums=checksums, device=device, **options)
 
+    @classmethod
+    def weight_requests(cls, folder: str | os.PathLike | None = None, size: str | None = None, **options: Any
+                        ) -> list[tuple[weights.WeightSource, str | None]]:
+        """The components `from_folder` (given `folder`) or `for_size` (given `size`) resolves, without loading."""
+        if folder is not None:
+            return cls.folder_weight_requests(folder, **options)
+        if size is None:
+            raise GenerationError("FluxMusic weights: give a released size or a model folder")
+        return cls.size_weight_requests(size, **options)
+
     @staticmethod
     def size_weight_requests(size: str, checkpoint: str | os.PathLike | None = None,
                              t5: str = weight_sources.DEFAULT_T5, clap: str = weight_sources.DEFAULT_CLAP,
