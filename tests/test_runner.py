@@ -345,22 +345,6 @@ def test_preflight_detects_an_unreachable_hub_once_and_counts_disk(tmp_path, mon
     assert len(attempts) == 3
 
 
-def test_preflight_asks_the_model_class_for_its_weights(tmp_path):
-    """Pre-flight knows no model family: a registered factory's model class declares what it resolves."""
-    from fluxbench import registry
-    from fluxbench.models.base import TextToMusicModel, factory_weight_requests
-    from fluxbench.preflight import model_weight_requests
-
-    assert TextToMusicModel.weight_requests(size="small") == []  # the interface's default
-    assert factory_weight_requests(lambda **options: None, size="small") == []  # not a model class's method
-    [(source, explicit)] = model_weight_requests(registry.get("model", "musicgen-small"), {"checkpoint": tmp_path})
-    assert source.hub_repo == "facebook/musicgen-small" and explicit == str(tmp_path)
-    small = model_weight_requests(registry.get("model", "fluxmusic-small"), {"device": "cpu"})
-    assert [s.env_var for s, _ in small] == ["FLUXBENCH_FLUXMUSIC_SMALL", "FLUXBENCH_T5", "FLUXBENCH_CLAP",
-                                            "FLUXBENCH_AUDIOLDM2_VAE", "FLUXBENCH_AUDIOLDM2_VOCODER"]
-    assert model_weight_requests(registry.get("model", "fluxmusic-demo"), {}) == []  # trained on first use
-
-
 def test_preflight_lists_missing_captions_with_the_weights_and_rejects_bad_options_at_once(tmp_path, monkeypatch):
     from fluxbench import FluxbenchError
     from fluxbench.preflight import PreflightError

@@ -131,3 +131,19 @@ def test_url_source_offline_is_reported(tmp_path):
     source = WeightSource("VGGish", "FLUXBENCH_VGGISH", "vggish.pth", url="https://example.invalid/vggish.pth")
     with pytest.raises(MissingWeightsError, match="https://example.invalid/vggish.pth"):
         weights.resolve(source)
+
+
+def test_preflight_asks_the_model_class_for_its_weights(tmp_path):
+    """Pre-flight knows no model family: a registered factory's model class declares what it resolves."""
+    from fluxbench import registry
+    from fluxbench.models.base import TextToMusicModel, factory_weight_requests
+    from fluxbench.preflight import model_weight_requests
+
+    assert TextToMusicModel.weight_requests(size="small") == []  # the interface's default
+    assert factory_weight_requests(lambda **options: None, size="small") == []  # not a model class's method
+    [(source, explicit)] = model_weight_requests(registry.get("model", "musicgen-small"), {"checkpoint": tmp_path})
+    assert source.hub_repo == "facebook/musicgen-small" and explicit == str(tmp_path)
+    small = model_weight_requests(registry.get("model", "fluxmusic-small"), {"device": "cpu"})
+    assert [s.env_var for s, _ in small] == ["FLUXBENCH_FLUXMUSIC_SMALL", "FLUXBENCH_T5", "FLUXBENCH_CLAP",
+                                            "FLUXBENCH_AUDIOLDM2_VAE", "FLUXBENCH_AUDIOLDM2_VOCODER"]
+    assert model_weight_requests(registry.get("model", "fluxmusic-demo"), {}) == []  # trained on first use

@@ -55,6 +55,17 @@ def item_seeds(seed: int | Sequence[int], count: int) -> list[int]:
     return seeds
 
 
+def _folder_spec(folder: Path) -> dict[str, Any]:
+    """A model folder's spec, which must name its conditioner and codec."""
+    from fluxbench.models.fluxmusic.checkpoint import SPEC_FILE, read_spec
+
+    spec = read_spec(folder)
+    for field in ("conditioner", "codec"):
+        if not isinstance(spec.get(field), dict):
+            raise GenerationError(f"{folder / SPEC_FILE}: missing field {field!r} (a dict with a 'kind')")
+    return spec
+
+
 class FluxMusicModel(TextToMusicModel):
     def __init__(self, transformer: torch.nn.Module, conditioner: TextConditioner, codec: LatentCodec,
                  objective: str = "rectified_flow", objective_options: dict[str, Any] | None = None,
@@ -104,7 +115,7 @@ class FluxMusicModel(TextToMusicModel):
         device = resolve_device(device)
         conditioner = T5ClapConditioner(t5, clap, use_t5=use_t5, use_clap=use_clap, weights_dir=weights_dir,
                                         device=device)
-        requests = cls.size_weight_requests(size, checkpoint, t5, clap, audioldm2, vae, vocoder, use_t5, use_clap)
+        requests = cls.weight_requests(size, checkpoint, t5, clap, audioldm2, vae, vocoder, use_t5, use_clap)
         paths = weights.resolve_all(requests, weights_dir)  # every missing component in one error
         _check_widths(config, conditioner, f"fluxmusic-{size}")
 
@@ -118,23 +129,23 @@ class FluxMusicModel(TextToMusicModel):
                    checksums=checksums, device=device, **options)
 
     @classmethod
-    def weight_requests(cls, folder: str | os.PathLike | None = None, size: str | None = None, **options: Any
+    def weight_requests(cls, size: str | None = None, checkpoint: str | os.PathLike | None = None,
+                        t5: str = weight_sources.DEFAULT_T5, clap: str = weight_sources.DEFAULT_CLAP,
+                        audioldm2: str = weight_sources.DEFAULT_AUDIOLDM2, vae: str | os.PathLike | None = None,
+                        vocoder: str | os.PathLike | None = None, use_t5: bool = True, use_clap: bool = True,
+                        folder: str | os.PathLike | None = None, **_: Any
                         ) -> list[tuple[weights.WeightSource, str | None]]:
-        """The components `from_folder` (given `folder`) or `for_size` (given `size`) resolves, without loading."""
+        """Every component `for_size` (given `size`) resolves, in its order (the checkpoint first), or the hub
+        components `from_folder` (given `folder`, which holds its own weights) resolves; nothing is loaded."""
         if folder is not None:
-            return cls.folder_weight_requests(folder, **options)
+            folder = Path(folder)
+            spec, requests = _folder_spec(folder), []
+            if spec["conditioner"].get("kind") == T5ClapConditioner.kind:
+                conditioner = T5ClapConditioner.from_spec(spec["conditioner"], folder, use_t5=use_t5, use_clap=use_clap)
+                requests += conditioner.weight_requests()
+            return requests + codec_weight_requests(spec["codec"], folder)
         if size is None:
             raise GenerationError("FluxMusic weights: give a released size or a model folder")
-        return cls.size_weight_requests(size, **options)
-
-    @staticmethod
-    def size_weight_requests(size: str, checkpoint: str | os.PathLike | None = None,
-                             t5: str = weight_sources.DEFAULT_T5, clap: str = weight_sources.DEFAULT_CLAP,
-                             audioldm2: str = weight_sources.DEFAULT_AUDIOLDM2,
-                             vae: str | os.PathLike | None = None, vocoder: str | os.PathLike | None = None,
-                             use_t5: bool = True, use_clap: bool = True, **_: Any
-                             ) -> list[tuple[weights.WeightSource, str | None]]:
-        """Every component `for_size` resolves, in its order (the checkpoint first), without loading anything."""
         size = size.removeprefix("fluxmusic-").replace("-", "_")
         if size in CHECKPOINT_FILES:
             checkpoint_source = weight_sources.fluxmusic_checkpoint(size)
@@ -148,41 +159,21 @@ class FluxMusicModel(TextToMusicModel):
         return [(checkpoint_source, str(checkpoint) if checkpoint else None), *conditioner.weight_requests(),
                 *AudioLDM2Codec.weight_requests(audioldm2, *(str(p) if p else None for p in (vae, vocoder)))]
 
-    @staticmethod
-    def folder_weight_requests(folder: str | os.PathLike, use_t5: bool = True, use_clap: bool = True, **_: Any
-                               ) -> list[tuple[weights.WeightSource, str | None]]:
-        """The hub components a trained-model folder needs (its own weights are inside it), without loading."""
-        from fluxbench.models.fluxmusic.checkpoint import SPEC_FILE, read_spec
-
-        folder = Path(folder)
-        spec = read_spec(folder)
-        for field in ("conditioner", "codec"):
-            if not isinstance(spec.get(field), dict):
-                raise GenerationError(f"{folder / SPEC_FILE}: missing field {field!r} (a dict with a 'kind')")
-        requests = []
-        if spec["conditioner"].get("kind") == T5ClapConditioner.kind:
-            conditioner = T5ClapConditioner.from_spec(spec["conditioner"], folder, use_t5=use_t5, use_clap=use_clap)
-            requests += conditioner.weight_requests()
-        return requests + codec_weight_requests(spec["codec"], folder)
-
     @classmethod
     def from_folder(cls, folder: str | os.PathLike, weights_dir: str | os.PathLike | None = None,
                     use_t5: bool = True, use_clap: bool = True, device: str | torch.device | None = None,
                     **options: Any) -> "FluxMusicModel":
         """A trained-model folder (fluxmusic.json + transformer.safetensors [+ conditioner.safetensors])."""
-        from fluxbench.models.fluxmusic.checkpoint import SPEC_FILE, load_model_folder, read_spec
+        from fluxbench.models.fluxmusic.checkpoint import load_model_folder
 
         folder = Path(folder)
-        spec = read_spec(folder)
-        for field in ("conditioner", "codec"):
-            if not isinstance(spec.get(field), dict):
-                raise GenerationError(f"{folder / SPEC_FILE}: missing field {field!r} (a dict with a 'kind')")
+        spec = _folder_spec(folder)
         device = resolve_device(device)
         hub_options = {"use_t5": use_t5, "use_clap": use_clap, "weights_dir": weights_dir, "device": device}
         is_hub_text = spec["conditioner"].get("kind") == T5ClapConditioner.kind
         conditioner = build_conditioner(spec["conditioner"], folder, **(hub_options if is_hub_text else {}))
         # every missing component in one error
-        weights.resolve_all(cls.folder_weight_requests(folder, use_t5, use_clap), weights_dir)
+        weights.resolve_all(cls.weight_requests(folder=folder, use_t5=use_t5, use_clap=use_clap), weights_dir)
         transformer, spec = load_model_folder(folder)
         if is_hub_text:
             _check_widths(transformer.config, conditioner, str(folder))
