@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="registered model name (see `fluxbench models`) or a trained FluxMusic model folder")
     what.add_argument("--prompt", action="append", default=[], help="a caption (repeatable)")
     what.add_argument("--prompts-file", type=text_file,
-                      help="captions: .txt (one per line) or .json/.jsonl/.csv with a "
+                      help="captions: .txt (one per line) or .json/.jsonl/.csv/.tsv with a "
                            "'caption' (or 'prompt') and optional 'id' per item")
     what.add_argument("--out", required=True, type=output_dir, help="output folder for WAVs and generation.json")
     what.add_argument("--duration", type=seconds, default=10.24, help="seconds per clip (default: 10.24, the paper's)")
