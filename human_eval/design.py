@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from fluxbench import captions as caption_files
-from fluxbench.audio import (AudioError, fit_length, integrated_loudness, list_audio, read_audio, resample, to_mono,
-                             write_wav)
+# AUDIO_SUFFIXES: the one list of audio suffixes, by which list_audio picks each system's clips.
+from fluxbench.audio import (AUDIO_SUFFIXES, AudioError, fit_length, integrated_loudness,  # noqa: F401
+                             list_audio, read_audio, resample, to_mono, write_wav)
 from fluxbench.human_eval.plan import plan_study, select_prompts
 from fluxbench.human_eval.study import AUDIO_DIR, KEY_FILE, RATERS_FILE, SCHEMA_VERSION, STUDY_FILE, StudyError
 from fluxbench.inputs import errors_as, read_text

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fluxbench.atomic import copy_file, write_text
-from fluxbench.audio import list_audio
+# AUDIO_SUFFIXES: the one list of audio suffixes, by which list_audio picks the clips a report shows.
+from fluxbench.audio import AUDIO_SUFFIXES, list_audio  # noqa: F401
 from fluxbench.captions import read_captions
 from fluxbench.reports import ReportError
 from fluxbench.reports.listening import listening_table, load_listening

@@ -20,7 +20,8 @@ import numpy as np
 
 from fluxbench import FluxbenchError
 from fluxbench import captions as caption_files
-from fluxbench.audio import AudioError, list_audio, read_audio
+# AUDIO_SUFFIXES: the one list of audio suffixes, by which list_audio picks the files scored here.
+from fluxbench.audio import AUDIO_SUFFIXES, AudioError, list_audio, read_audio  # noqa: F401
 from fluxbench.inputs import errors_as
 from fluxbench.protocols.metrics.cache import content_hash
 
