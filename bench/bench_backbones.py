@@ -14,21 +14,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import statistics
-import time
-import types
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-
-def _checkpoint_layout_forward(block, x, pool):
-    """The conv block's forward as it was: BatchNorm after each convolution, ReLU out of place."""
-    x = F.relu(block.bn1(block.conv1(x)))
-    x = F.relu(block.bn2(block.conv2(x)))
-    return F.avg_pool2d(x, pool) if pool > 1 else x
+from common import interleaved, machine_load, random_cnn14, with_checkpoint_layout
 
 
 def main() -> int:
@@ -39,44 +30,28 @@ def main() -> int:
     args = parser.parse_args()
 
     from fluxbench.protocols.metrics.backbones import placed_for_inference
-    from fluxbench.protocols.metrics.backbones.panns import CNN14_CONFIGS, build_cnn14
     from fluxbench.protocols.metrics.backbones.vggish import build_vggish, log_mel_examples
 
-    torch.manual_seed(0)
-    before = build_cnn14(CNN14_CONFIGS["panns-16k"]).eval().requires_grad_(False)
-    with torch.no_grad():
-        for module in before.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.normal_(0, 0.5)
-                module.running_var.uniform_(0.5, 2.0)
-                module.weight.normal_(1, 0.2)
-                module.bias.normal_(0, 0.2)
+    before = random_cnn14()
     now = placed_for_inference(copy.deepcopy(before).fold_batch_norms(), "cpu")
-    for index in range(6):
-        block = getattr(before, f"conv_block{index + 1}")
-        block.forward = types.MethodType(_checkpoint_layout_forward, block)
+    with_checkpoint_layout(before)
     waves = torch.from_numpy(np.random.default_rng(0).standard_normal(
         (args.clips, int(args.seconds * 16_000))).astype(np.float32) * 0.1)
     vggish = build_vggish().eval().requires_grad_(False)
     vggish_now = placed_for_inference(copy.deepcopy(vggish), "cpu")
     examples = torch.from_numpy(np.concatenate([log_mel_examples(w) for w in waves.numpy()]))[:, None]
 
-    times = {"before": [], "now": [], "vggish": [], "vggish now": []}
     with torch.inference_mode():
         reference, _ = before(waves)
         folded, _ = now(waves)
         vggish_difference = float((vggish_now(examples) - vggish(examples)).abs().max() / vggish(examples).abs().max())
-        for _ in range(args.rounds):
-            for name, call in (("before", lambda: before(waves)), ("now", lambda: now(waves)),
-                               ("vggish", lambda: vggish(examples)), ("vggish now", lambda: vggish_now(examples))):
-                started = time.perf_counter()
-                call()
-                times[name].append(time.perf_counter() - started)
+        times, _ = interleaved({"before": lambda: before(waves), "now": lambda: now(waves),
+                                "vggish": lambda: vggish(examples), "vggish now": lambda: vggish_now(examples)},
+                               args.rounds)
     b, n, v, vn = (statistics.median(times[k]) for k in ("before", "now", "vggish", "vggish now"))
     difference = float((folded - reference).abs().max() / reference.abs().max())
     print(f"Backbone forward, batch of {args.clips} x {args.seconds:g} s at 16 kHz; median of {args.rounds} "
-          f"interleaved rounds; torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}")
+          f"interleaved rounds; {machine_load()}")
     header = f"{'network':44s} {'s / batch':>10s} {'clips/s':>8s} {'ratio':>6s} {'max rel. diff':>14s}"
     print(header)
     print("-" * len(header))

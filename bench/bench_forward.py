@@ -19,13 +19,12 @@ import json
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
+from common import forward_inputs, interleaved
 from fluxbench.models.fluxmusic import FluxMusicTransformer, get_config
-from fluxbench.models.fluxmusic.transformer import music_ids, text_ids
 
 MUSIC_TOKENS, TEXT_TOKENS = 1024, 256
 
@@ -40,30 +39,7 @@ def _official_model(directory: Path, config, state):
 
 
 def _inputs(config, batch, device, dtype):
-    g = torch.Generator().manual_seed(0)
-    tensors = dict(
-        x=torch.randn(batch, MUSIC_TOKENS, config.in_channels, generator=g),
-        img_ids=music_ids(batch, 256, 16),
-        txt=torch.randn(batch, TEXT_TOKENS, config.context_in_dim, generator=g),
-        txt_ids=text_ids(batch, TEXT_TOKENS),
-        t=torch.rand(batch, generator=g),
-        y=torch.randn(batch, config.vec_in_dim, generator=g),
-    )
-    return {k: v.to(device=device, dtype=dtype if v.is_floating_point() and k not in ("img_ids", "txt_ids") else None)
-            for k, v in tensors.items()}
-
-
-def _time(model, inputs, device, repeats):
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        model(**inputs)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return times
+    return forward_inputs(config, batch, MUSIC_TOKENS, TEXT_TOKENS, device, dtype)
 
 
 def _time_shares(model, inputs) -> dict[str, float]:
@@ -109,16 +85,7 @@ def cast_vs_autocast(args) -> int:
             calls = {"float32 under autocast (before)": lambda: autocast_forward(inputs),
                      "cast once (now)": lambda: cast(**inputs)}
             outputs = {name: call() for name, call in calls.items()}  # warm-up
-            times = {name: [] for name in calls}
-            for _ in range(args.repeats):
-                for name, call in calls.items():
-                    if device.type == "cuda":
-                        torch.cuda.synchronize()
-                    started = time.perf_counter()
-                    call()
-                    if device.type == "cuda":
-                        torch.cuda.synchronize()
-                    times[name].append(time.perf_counter() - started)
+            times, _ = interleaved(calls, args.repeats, device)
             before = statistics.median(times["float32 under autocast (before)"])
             diff = float((outputs["cast once (now)"].float() - outputs["float32 under autocast (before)"].float())
                          .abs().max())
@@ -160,10 +127,8 @@ def main() -> int:
         for batch in args.batch:
             inputs = _inputs(config, batch, device, dtype)
             outputs = {name: model(**inputs) for name, model in models.items()}  # warm-up
-            times = {name: [] for name in models}
-            for _ in range(args.repeats):  # interleave so drift hits both equally
-                for name, model in models.items():
-                    times[name] += _time(model, inputs, device, 1)
+            times, _ = interleaved({name: lambda model=model: model(**inputs) for name, model in models.items()},
+                                   args.repeats, device)
             macs = config.macs(MUSIC_TOKENS, TEXT_TOKENS, batch)
             flops = 2 * (macs["linear"] + macs["attention"])
             for name in models:

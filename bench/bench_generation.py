@@ -32,31 +32,13 @@ import sys
 
 import torch
 
+from common import hub_configs
 from fluxbench.models.fluxmusic.configs import SIZES, TEXT_TOKENS
 
 GIB = 1024**3
 MUSIC_TOKENS = 1024  # 10.24 s -> latent 8 x 256 x 16 -> 128 x 8 patches
 SAMPLES = 163_840
 MEL_FRAMES = 1024
-
-
-def hub_configs() -> dict:
-    """The real components' configs (facts from the hub repos' config.json files)."""
-    from transformers import ClapTextConfig, SpeechT5HifiGanConfig, T5Config
-
-    return {
-        "t5": T5Config(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
-                       feed_forward_proj="gated-gelu", relative_attention_num_buckets=32),
-        "clap": ClapTextConfig(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                               intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1),
-        "vae": dict(in_channels=1, out_channels=1, latent_channels=8, block_out_channels=(128, 256, 512),
-                    down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-                    layers_per_block=2, norm_num_groups=32),
-        "vocoder": SpeechT5HifiGanConfig(model_in_dim=64, sampling_rate=16000, upsample_initial_channel=1024,
-                                         upsample_rates=[5, 4, 2, 2, 2], upsample_kernel_sizes=[16, 16, 8, 4, 4],
-                                         resblock_kernel_sizes=[3, 7, 11], resblock_dilation_sizes=[[1, 3, 5]] * 3,
-                                         normalize_before=False),
-    }
 
 
 def build_components(configs: dict, device: str | torch.device = "meta", dtype: torch.dtype = torch.float32,

@@ -25,8 +25,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
-import types
 import warnings
 from pathlib import Path
 
@@ -35,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_backbones import _checkpoint_layout_forward  # noqa: E402
+from common import interleaved, machine_load, random_cnn14, with_checkpoint_layout  # noqa: E402
 
 
 def make_folders(root: Path, clips: int, seconds: float) -> tuple[Path, Path]:
@@ -51,15 +49,9 @@ def make_folders(root: Path, clips: int, seconds: float) -> tuple[Path, Path]:
 
 
 def make_weights(root: Path) -> dict[str, Path]:
-    from fluxbench.protocols.metrics.backbones.panns import CNN14_CONFIGS, build_cnn14
     from fluxbench.protocols.metrics.backbones.vggish import build_vggish
 
-    torch.manual_seed(0)
-    cnn14 = build_cnn14(CNN14_CONFIGS["panns-16k"])
-    with torch.no_grad():
-        for module in cnn14.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_var.uniform_(0.5, 2.0)
+    cnn14 = random_cnn14(all_batch_norm_terms=False)  # running variances only, as the recorded results used
     paths = {"vggish": root / "vggish.pth", "panns-16k": root / "cnn14.pth"}
     torch.save(build_vggish().state_dict(), paths["vggish"])
     torch.save({"model": cnn14.state_dict()}, paths["panns-16k"])
@@ -78,9 +70,7 @@ def audioldm_eval_loop(gen: Path, ref: Path, weights: dict[str, Path]) -> dict[s
 
     cnn14 = build_cnn14(CNN14_CONFIGS["panns-16k"])
     cnn14.load_state_dict(read_state_dict(weights["panns-16k"], "CNN14"))
-    for index in range(6):
-        block = getattr(cnn14, f"conv_block{index + 1}")
-        block.forward = types.MethodType(_checkpoint_layout_forward, block)
+    with_checkpoint_layout(cnn14)
     vggish = build_vggish()
     vggish.load_state_dict(read_state_dict(weights["vggish"], "VGGish"))
     outputs = {}
@@ -138,25 +128,19 @@ def main() -> int:
         root = Path(scratch)
         gen, ref = make_folders(root, args.clips, args.seconds)
         weights = make_weights(root)
-        runs = [("audioldm_eval loop", lambda: audioldm_eval_loop(gen, ref, weights)),
-                ("fluxbench, files read per backbone", lambda: fluxbench_score(gen, ref, weights, False)),
-                ("fluxbench score", lambda: fluxbench_score(gen, ref, weights, True))]
-        times = {name: [] for name, _ in runs}
-        values = {}
-        for _ in range(args.rounds):
-            for name, run in runs:
-                started = time.perf_counter()
-                values[name] = run()
-                times[name].append(time.perf_counter() - started)
+        times, values = interleaved({
+            "audioldm_eval loop": lambda: audioldm_eval_loop(gen, ref, weights),
+            "fluxbench, files read per backbone": lambda: fluxbench_score(gen, ref, weights, False),
+            "fluxbench score": lambda: fluxbench_score(gen, ref, weights, True)}, args.rounds)
     clips = 2 * args.clips
     print(f"Scoring {args.clips} generated (16 kHz) + {args.clips} reference (44.1 kHz) clips of {args.seconds:g} s: "
           f"FAD, FD, KL, IS with real-size random VGGish and CNN14; median of {args.rounds} interleaved rounds; "
-          f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+          f"{machine_load()}")
     header = f"{'pipeline':36s} {'seconds':>8s} {'clips/s':>8s} {'ratio':>6s} {'largest rel. diff':>18s}"
     print(header)
     print("-" * len(header))
     baseline = statistics.median(times["audioldm_eval loop"])
-    for name, _ in runs:
+    for name in times:
         seconds = statistics.median(times[name])
         diff = max(abs(values[name][k] - values["audioldm_eval loop"][k]) / max(abs(values["audioldm_eval loop"][k]),
                                                                                 1e-12)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import time
 from contextlib import nullcontext
@@ -34,8 +33,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_generation import SAMPLES, estimate, hub_configs, parameters, build_components, random_model, \
-    random_transformer  # noqa: E402
+from bench_generation import (SAMPLES, build_components, estimate, parameters, random_model,  # noqa: E402
+                              random_transformer)
+from common import forward_inputs, hub_configs, synchronise, timed  # noqa: E402
 
 MUSICCAPS_CLIPS = 5521
 CLIP_SECONDS = 10.24
@@ -55,62 +55,12 @@ def peak_tflops(device: torch.device, override: float | None) -> float | None:
     return PEAK_BF16_TFLOPS[max(matches, key=len)] if matches else None
 
 
-def tiny_hub_configs() -> dict:
-    """Small stand-ins for the hub components (same classes and code paths, tiny widths)."""
-    from transformers import ClapTextConfig, SpeechT5HifiGanConfig, T5Config
-
-    return {
-        "t5": T5Config(vocab_size=1000, d_model=48, d_kv=8, d_ff=64, num_layers=1, num_heads=2,
-                       feed_forward_proj="gated-gelu", relative_attention_num_buckets=8),
-        "clap": ClapTextConfig(vocab_size=1000, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                               intermediate_size=64, max_position_embeddings=300, type_vocab_size=1),
-        "vae": dict(in_channels=1, out_channels=1, latent_channels=8, block_out_channels=(8, 8, 8),
-                    down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-                    layers_per_block=1, norm_num_groups=4),
-        "vocoder": SpeechT5HifiGanConfig(model_in_dim=64, sampling_rate=16000, upsample_initial_channel=64,
-                                         upsample_rates=[5, 4, 2, 2, 2], upsample_kernel_sizes=[10, 8, 4, 4, 4],
-                                         resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1]],
-                                         normalize_before=False),
-    }
-
-
-def synchronise(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(call, device: torch.device, repeats: int, warmup: int = 1) -> float:
-    """Median seconds of `call()` after `warmup` calls."""
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(repeats):
-        synchronise(device)
-        started = time.perf_counter()
-        call()
-        synchronise(device)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
 def attention_context(choice: str, device: torch.device):
     if choice == "flash" and device.type == "cuda":
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
         return sdpa_kernel(SDPBackend.FLASH_ATTENTION)
     return nullcontext()
-
-
-def forward_inputs(config, batch: int, music_tokens: int, text_tokens: int, device, dtype):
-    from fluxbench.models.fluxmusic.transformer import music_ids, text_ids
-
-    g = torch.Generator().manual_seed(0)
-    height = 2 * music_tokens // 8  # the latent's 2x2 patches over a width of 16 (8 patches)
-    return dict(x=torch.randn(batch, music_tokens, config.in_channels, generator=g).to(device, dtype),
-                img_ids=music_ids(batch, height, 16, device),
-                txt=torch.randn(batch, text_tokens, config.context_in_dim, generator=g).to(device, dtype),
-                txt_ids=text_ids(batch, text_tokens, device), t=torch.rand(batch, generator=g).to(device),
-                y=torch.randn(batch, config.vec_in_dim, generator=g).to(device, dtype))
 
 
 def forward_flops(config, batch: int, music_tokens: int, text_tokens: int) -> float:
@@ -238,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     from fluxbench.models.fluxmusic.configs import SIZES
 
     if args.tiny:
-        configs = tiny_hub_configs()
+        configs = hub_configs(tiny=True)
         config = replace(SIZES["tiny"], context_in_dim=configs["t5"].d_model, vec_in_dim=configs["clap"].hidden_size)
         sizes = {"tiny": config}
         music_tokens, text_tokens, args.duration = 64, 16, 0.32

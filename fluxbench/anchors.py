@@ -25,7 +25,7 @@ import numpy as np
 
 from fluxbench.inputs import safe_file_stem
 from fluxbench.models.base import GenerationSettings
-from fluxbench.results import METRICS
+from fluxbench.protocols.metrics.table import RESULT_KEYS
 from fluxbench.runtime import derive_seed
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ def verdict(rows: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, bool
     for column, value in trained.items():
         if column == "level_ratio":  # closeness to 1 matters, not a direction
             continue
-        lower = METRICS[column].lower_is_better if column in METRICS else False
+        lower = RESULT_KEYS[column].lower_is_better if column in RESULT_KEYS else False
         better = (lambda a, b: a < b) if lower else (lambda a, b: a > b)
         checks = {}
         for anchor in ("noise", "untrained"):
@@ -183,7 +183,7 @@ def anchor_table(anchors: Mapping[str, Any]) -> str:
     metric_columns = [c for c in rows["trained"] if c not in chance and c not in SIGNAL_COLUMNS]
     signal_columns = [c for c in SIGNAL_COLUMNS if c in rows["trained"]]
     attribute_columns = list(chance)
-    label = lambda c: METRICS[c].label if c in METRICS else c  # noqa: E731
+    label = lambda c: RESULT_KEYS[c].label if c in RESULT_KEYS else c  # noqa: E731
     header = ["row", *map(label, metric_columns), *(SIGNAL_COLUMNS[c] for c in signal_columns),
               *(f"{c} acc." for c in attribute_columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -195,7 +195,7 @@ def anchor_table(anchors: Mapping[str, Any]) -> str:
         lines.append("| " + " | ".join([name, *cells]) + " |")
     lines.append("| " + " | ".join(["chance", *[""] * (len(metric_columns) + len(signal_columns)),
                                      *(f"{chance[c]:.2f}" for c in attribute_columns)]) + " |")
-    failed = [label(c) if c in METRICS else c for c, checks in anchors["verdict"].items()
+    failed = [label(c) if c in RESULT_KEYS else c for c, checks in anchors["verdict"].items()
               if not all(checks.values())]
     lines.append("")
     lines.append("trained model sits between noise/untrained and the codec floor on every column"

@@ -29,6 +29,36 @@ class AudioError(FluxbenchError):
     pass
 
 
+class AudioFolderError(AudioError):
+    pass
+
+
+def list_audio(folder: str | os.PathLike, role: str = "audio", *, recursive: bool = False,
+               unique_stems: bool = False, required: bool = True) -> list[Path]:
+    """The audio files (by `AUDIO_SUFFIXES`) in `folder`, sorted by path; hidden files and folders are skipped.
+
+    `recursive`: in subfolders too. `unique_stems`: two files with the same stem (e.g. a.wav and a.flac, which
+    would stand for the same id) are refused. `required`: a folder without audio files is refused. Errors are one
+    line naming the `role` ("reference", "generated", ...) and the folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise AudioFolderError(f"{role} folder {folder} does not exist or is not a folder")
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    files = sorted(p for p in candidates if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    if required and not files:
+        raise AudioFolderError(f"{role} folder {folder} has no audio files (looked for {', '.join(AUDIO_SUFFIXES)})")
+    if unique_stems:
+        seen: dict[str, Path] = {}
+        for path in files:
+            if path.stem in seen:
+                raise AudioFolderError(f"{role} folder {folder}: {seen[path.stem].relative_to(folder)} and "
+                                       f"{path.relative_to(folder)} have the same id {path.stem!r} (the name "
+                                       f"without its suffix); keep one of them")
+            seen[path.stem] = path
+    return files
+
+
 def unsupported_format(path: str | os.PathLike) -> str | None:
     """Why `path` cannot be read by its suffix ("unsupported format .m4a; ..."), or None for a known suffix."""
     suffix = Path(path).suffix.lower()

@@ -65,7 +65,8 @@ register_model_folder(SPEC_FILE, "fluxbench.models.fluxmusic.pipeline:FluxMusicM
 from fluxbench.models.baselines.specs import SPECS as _BASELINES, factory_target as _baseline_target  # noqa: E402
 
 for _spec in _BASELINES.values():
-    register("model", _spec.name, _baseline_target(_spec), _spec.summary, **_spec.facts())
+    register("model", _spec.name, _baseline_target(_spec), _spec.summary, bound={"name": _spec.name},
+             **_spec.facts())
 
 # Metrics, from the metric table (which defines them), and their backbones (facts only).
 from fluxbench.protocols.metrics.table import METRICS as _METRICS  # noqa: E402

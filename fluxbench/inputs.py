@@ -12,8 +12,9 @@ import json
 import math
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from fluxbench import FluxbenchError
 
@@ -22,6 +23,16 @@ INT_MAX = 2**31 - 1  # counts, steps and seeds beyond this are typos, and overfl
 
 class InputError(FluxbenchError):
     pass
+
+
+@contextmanager
+def errors_as(error_class: type[FluxbenchError], caught: type[FluxbenchError] = InputError) -> Iterator[None]:
+    """Inside the block, a `caught` error (an InputError by default) is raised again as `error_class` with the
+    same message: for the parts of the package whose callers expect their own error type."""
+    try:
+        yield
+    except caught as error:
+        raise error_class(str(error)) from None
 
 
 # ---- option values (argparse types) -----------------------------------------------------------------------
@@ -175,14 +186,19 @@ def read_text(path: str | os.PathLike, what: str = "file") -> str:
 def read_json(path: str | os.PathLike, what: str = "JSON file", allow_nan: bool = False) -> Any:
     """Parsed JSON of a UTF-8 file; NaN / Infinity literals are refused like any other invalid JSON unless
     `allow_nan` (then the caller checks the fields that must be finite, and names them)."""
-    text = read_text(path, what)
+    return parse_json(read_text(path, what), path, allow_nan)
+
+
+def parse_json(text: str, where: str | os.PathLike, allow_nan: bool = False) -> Any:
+    """`json.loads` with read_json's rules; an error names `where`."""
     try:
-        return json.loads(text, **({} if allow_nan else {"parse_constant": _refuse_constant}))
+        return json.loads(text, **({} if allow_nan else {"parse_constant": refuse_json_constant}))
     except (json.JSONDecodeError, ValueError) as error:
-        raise InputError(f"{path}: invalid JSON ({error})") from None
+        raise InputError(f"{where}: invalid JSON ({error})") from None
 
 
-def _refuse_constant(name: str) -> float:
+def refuse_json_constant(name: str) -> float:
+    """A `parse_constant` for json.loads that refuses NaN / Infinity literals."""
     raise ValueError(f"{name} is not a JSON number")
 
 

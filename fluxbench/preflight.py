@@ -41,24 +41,11 @@ class Part:
 
 
 def model_weight_requests(entry, options: dict[str, Any]) -> list[tuple[weights.WeightSource, str | None]]:
-    """The downloadable components loading this model resolves (none for models trained here on first use)."""
-    bound = {**entry.bound, **options}
-    if "size" in entry.bound:
-        from fluxbench.models.fluxmusic.pipeline import FluxMusicModel
+    """The downloadable components loading this model resolves, as its model class declares them
+    (`TextToMusicModel.weight_requests`); none for models trained here on first use."""
+    from fluxbench.models.base import factory_weight_requests
 
-        return FluxMusicModel.size_weight_requests(**bound)
-    if "folder" in entry.bound:
-        from fluxbench.models.fluxmusic.pipeline import FluxMusicModel
-
-        return FluxMusicModel.folder_weight_requests(**bound)
-    from fluxbench.models.baselines.specs import SPECS
-
-    if entry.name in SPECS:
-        from fluxbench.models.baselines.common import weight_source
-
-        checkpoint = options.get("checkpoint")
-        return [(weight_source(SPECS[entry.name]), str(checkpoint) if checkpoint else None)]
-    return []
+    return factory_weight_requests(entry.load(), **{**entry.bound, **options})
 
 
 def weight_parts(requests, root: str | os.PathLike | None, role: str) -> list[Part]:

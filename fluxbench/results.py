@@ -16,8 +16,9 @@ Layout (schema_version 1):
   "timing":   {"preflight_s", "load_model_s" (includes training a model on first use), "train_s" (the model
                folder's training), "generate_s" (all processes), "score_s", "wall_s", ["anchors_s"]}
 }
-Metric keys are those of the metric table (`fluxbench.protocols.metrics.table.RESULT_KEYS`, also `METRICS`
-below); a key a reader does not know is kept and shown under its own name.
+Metric keys are those of the metric table (`fluxbench.protocols.metrics.table.RESULT_KEYS`, which the writers and
+readers of results consult; this schema module imports no metric); a key a reader does not know is kept and
+shown under its own name.
 """
 
 from __future__ import annotations
@@ -30,15 +31,10 @@ from typing import Any
 
 from fluxbench import FluxbenchError
 from fluxbench.atomic import write_json
-from fluxbench.protocols.metrics.table import RESULT_KEYS
 
 SCHEMA = "fluxbench.results"
 SCHEMA_VERSION = 1
 REQUIRED = ("model", "set", "settings", "metrics")
-
-
-# Every results key with its label, direction and description: the metric table's, for every backbone.
-METRICS = RESULT_KEYS
 
 
 class ResultsError(FluxbenchError):

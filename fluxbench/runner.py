@@ -25,8 +25,9 @@ from fluxbench import FluxbenchError, generation, registry
 from fluxbench.atomic import write_json
 from fluxbench.inputs import safe_file_stem, unique_file_stems
 from fluxbench.models.base import DEFAULT_DURATION, GenerationSettings, TextToMusicModel
+from fluxbench.protocols.metrics.table import RESULT_KEYS
 from fluxbench.protocols.sets.base import EvalSet, SetItem
-from fluxbench.results import METRICS, write_results
+from fluxbench.results import write_results
 from fluxbench.runtime import distributed, environment
 from fluxbench.store import ClipStore
 
@@ -383,7 +384,7 @@ def summary_table(results: dict[str, Any]) -> str:
              f"({results['set']['scored_items']}/{results['set']['items']} items scored)", "",
              "| metric | value | 95% CI | n |", "|---|---|---|---|"]
     for key, metric in results["metrics"].items():
-        label = METRICS[key].label if key in METRICS else key
+        label = RESULT_KEYS[key].label if key in RESULT_KEYS else key
         ci = metric.get("ci95")
         ci_text = f"[{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "-"
         lines.append(f"| {label} | {metric['value']:.4g} | {ci_text} | {metric.get('n', '-')} |")

@@ -29,15 +29,17 @@ from pathlib import Path
 
 import numpy as np
 
-from fluxbench.audio import AUDIO_SUFFIXES, fit_length, integrated_loudness, read_audio, resample, to_mono, write_wav
+from fluxbench import captions as caption_files
+# AUDIO_SUFFIXES: the one list of audio suffixes, by which list_audio picks each system's clips.
+from fluxbench.audio import (AUDIO_SUFFIXES, AudioError, fit_length, integrated_loudness,  # noqa: F401
+                             list_audio, read_audio, resample, to_mono, write_wav)
 from fluxbench.human_eval.plan import plan_study, select_prompts
 from fluxbench.human_eval.study import AUDIO_DIR, KEY_FILE, RATERS_FILE, SCHEMA_VERSION, STUDY_FILE, StudyError
+from fluxbench.inputs import errors_as, read_text
 
 log = logging.getLogger(__name__)
 
 CAPTION_SIDECARS = ("captions.csv", "captions.jsonl", "captions.json", "metadata.jsonl", "manifest.json")
-ID_FIELDS = ("id", "item_id", "prompt_id", "ytid", "name")
-CAPTION_FIELDS = ("caption", "text", "prompt", "description")
 GROUND_TRUTH = "ground truth"
 ATTENTION_MAX_OVL = 2
 ATTENTION_SNR_DB = -5.0
@@ -69,62 +71,17 @@ def parse_system(spec: str) -> tuple[str, Path]:
 
 def find_audio(folder: Path) -> dict[str, Path]:
     """Prompt id -> audio file of one system folder (or its audio/ subfolder)."""
-    if not folder.is_dir():
-        raise StudyError(f"{folder}: not a folder; expected a system's audio folder or run folder")
     if (folder / "audio").is_dir():
         folder = folder / "audio"
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in AUDIO_SUFFIXES or not path.is_file():
-            continue
-        if path.stem in found:
-            raise StudyError(f"{folder}: two audio files for prompt {path.stem!r} ({found[path.stem].name}, {path.name})")
-        found[path.stem] = path
-    if not found:
-        raise StudyError(f"{folder}: no audio files ({', '.join(AUDIO_SUFFIXES)})")
-    return found
+    with errors_as(StudyError, AudioError):
+        return {path.stem: path for path in list_audio(folder, "system audio", unique_stems=True)}
 
 
 def read_captions(path: Path) -> dict[str, str]:
-    """Prompt id -> caption from a CSV (id and caption columns), JSON (object or list) or JSON Lines file."""
-    from fluxbench.inputs import read_text
-
-    if not path.is_file():
-        raise StudyError(f"{path}: captions file not found")
-    text = read_text(path, "captions file")
-    try:
-        if path.suffix.lower() == ".csv":
-            records: list = list(csv.DictReader(text.splitlines()))
-        elif path.suffix.lower() == ".jsonl":
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            data = json.loads(text)
-            if isinstance(data, dict) and isinstance(data.get("items"), list):
-                data = data["items"]
-            if isinstance(data, dict) and all(isinstance(v, str) for v in data.values()):
-                empty = next((k for k, v in data.items() if not v.strip()), None)
-                if empty is not None:
-                    raise StudyError(f"{path}: prompt {empty!r} has an empty caption")
-                return {str(k): v.strip() for k, v in data.items()}
-            records = data if isinstance(data, list) else []
-    except json.JSONDecodeError as error:
-        raise StudyError(f"{path}: not valid JSON ({error})") from None
-    captions: dict[str, str] = {}
-    for number, record in enumerate(records, 1):
-        if not isinstance(record, dict):
-            raise StudyError(f"{path}: record {number} is not an object with id and caption fields")
-        key = next((f for f in ID_FIELDS if record.get(f) not in (None, "")), None)
-        caption = next((f for f in CAPTION_FIELDS if isinstance(record.get(f), str) and record[f].strip()), None)
-        if key is None or caption is None:
-            raise StudyError(f"{path}: record {number} lacks an id ({'/'.join(ID_FIELDS)}) "
-                             f"or a caption ({'/'.join(CAPTION_FIELDS)})")
-        if str(record[key]) in captions:
-            raise StudyError(f"{path}: record {number} repeats the id {str(record[key])!r}; each prompt needs "
-                             f"one caption")
-        captions[str(record[key])] = record[caption].strip()
-    if not captions:
-        raise StudyError(f"{path}: no captions found")
-    return captions
+    """Prompt id -> caption of a captions file (CSV/TSV, JSON, JSON lines: any format `fluxbench.captions`
+    reads)."""
+    with errors_as(StudyError):
+        return caption_files.read_captions(path)
 
 
 def gather_captions(folders: list[Path], explicit: Path | None, prompt_ids: list[str],
@@ -145,7 +102,8 @@ def gather_captions(folders: list[Path], explicit: Path | None, prompt_ids: list
             for files in audio.values():
                 note = files[prompt_id].with_suffix(".txt")
                 if prompt_id not in captions and note.is_file():
-                    captions[prompt_id] = note.read_text(encoding="utf-8").strip()
+                    with errors_as(StudyError):
+                        captions[prompt_id] = read_text(note, "caption file").strip()
     missing = [p for p in prompt_ids if not captions.get(p)]
     if missing:
         raise StudyError(f"no caption for {len(missing)} prompt(s), e.g. {missing[0]!r}; pass --captions FILE "

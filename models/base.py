@@ -5,11 +5,16 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from fluxbench import FluxbenchError
+
+if TYPE_CHECKING:
+    from fluxbench.weights import WeightSource
+
+WeightRequest = tuple["WeightSource", "str | None"]  # a component to resolve, and an explicit local path or None
 
 DEFAULT_DURATION = 10.24  # seconds: the paper's clip length
 
@@ -62,6 +67,13 @@ class TextToMusicModel(abc.ABC):
 
     name: str
     sample_rate: int
+
+    @classmethod
+    def weight_requests(cls, **options: Any) -> list[WeightRequest]:
+        """The downloadable components that building this model with `options` (its factory's keyword arguments)
+        resolves through `fluxbench.weights`, found without loading anything: what a run checks before it
+        starts. None by default (models without downloadable weights)."""
+        return []
 
     @abc.abstractmethod
     def generate(self, prompts: Sequence[str], duration: float = DEFAULT_DURATION, seed: int | Sequence[int] = 0,
@@ -116,3 +128,12 @@ class TextToMusicModel(abc.ABC):
         """Facts about how the weights were made, for results files (e.g. a trained folder's "training" record:
         steps and training seconds, and its "parameters"); empty when nothing is known."""
         return {}
+
+
+def factory_weight_requests(factory: Callable[..., Any], **options: Any) -> list[WeightRequest]:
+    """What a registered factory would resolve: the `weight_requests` of the model class whose classmethod it is
+    (a "module:Class.method" target); none for any other callable (e.g. a model trained on first use)."""
+    owner = getattr(factory, "__self__", None)
+    if isinstance(owner, type) and issubclass(owner, TextToMusicModel):
+        return owner.weight_requests(**options)
+    return []

@@ -9,9 +9,6 @@ Output layout:
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import os
 import re
@@ -19,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fluxbench.atomic import copy_file, write_text
-from fluxbench.audio import AUDIO_SUFFIXES
+# AUDIO_SUFFIXES: the one list of audio suffixes, by which list_audio picks the clips a report shows.
+from fluxbench.audio import AUDIO_SUFFIXES, list_audio  # noqa: F401
+from fluxbench.captions import read_captions
 from fluxbench.reports import ReportError
 from fluxbench.reports.listening import listening_table, load_listening
 from fluxbench.reports.render import RENDERERS
@@ -67,9 +66,8 @@ def parse_formats(text: str) -> tuple[str, ...]:
 
 
 def clips_in(folder: Path) -> dict[str, Path]:
-    if not folder.is_dir():
-        raise ReportError(f"{folder}: no such audio folder")
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()}
+    """Prompt id (file stem) -> clip of an audio folder; empty when it holds none."""
+    return {p.stem: p for p in list_audio(folder, "audio", unique_stems=True, required=False)}
 
 
 def run_folder(run: Run) -> Path:
@@ -112,33 +110,6 @@ def choose_examples(sources: list[AudioSource], count: int, wanted: list[str] | 
     return sorted(common)[:count]
 
 
-def load_captions(path: str | os.PathLike | None) -> dict[str, str]:
-    """id -> caption from JSON ({id: caption} or [{id, caption}]), JSON lines, or CSV with id and caption columns."""
-    if path is None:
-        return {}
-    path = Path(path)
-    if not path.is_file():
-        raise ReportError(f"{path}: no captions file")
-    from fluxbench.inputs import read_text
-
-    text = read_text(path, "captions file")
-    try:
-        if path.suffix.lower() == ".csv":
-            records = list(csv.DictReader(io.StringIO(text)))
-        elif path.suffix.lower() == ".jsonl":
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            data = json.loads(text)
-            records = [{"id": k, "caption": v} for k, v in data.items()] if isinstance(data, dict) else data
-        table = {str(r["id"]): str(r["caption"]) for r in records}
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
-        raise ReportError(f"{path}: expected captions as {{id: caption}}, a list of {{id, caption}}, JSON lines "
-                          f"or a CSV with columns id and caption") from None
-    if len(table) != len(records):
-        raise ReportError(f"{path}: a prompt id appears twice; each prompt needs one caption")
-    return table
-
-
 def _safe(name: str) -> str:
     return re.sub(r"[^\w.-]+", "_", name).strip("_") or "source"
 
@@ -173,7 +144,8 @@ def build_report(options: ReportOptions, out: str | os.PathLike) -> dict[str, li
     logs = [figures.read_loss_log(path, label) for label, path in map(split_label, options.loss_logs)]
     sources = audio_sources(runs, options.audio)
     captions = {item: caption for run in runs for item, caption in run.document["set"].get("captions", {}).items()}
-    captions.update(load_captions(options.captions))  # an explicit file wins
+    if options.captions:
+        captions.update(read_captions(options.captions))  # an explicit file wins
 
     measured = measured_rows(runs)
     reported, reported_listening = [], []

@@ -308,6 +308,7 @@ def test_preflight_detects_an_unreachable_hub_once_and_counts_disk(tmp_path, mon
     import socket
 
     from fluxbench import preflight, weights
+    from fluxbench.models.fluxmusic.weight_sources import CLAP_MUSIC
     from fluxbench.preflight import PreflightError
 
     for variable in ("HF_HUB_OFFLINE", "FLUXBENCH_OFFLINE", "FLUXBENCH_WEIGHTS_DIR", "HF_ENDPOINT",
@@ -340,7 +341,7 @@ def test_preflight_detects_an_unreachable_hub_once_and_counts_disk(tmp_path, mon
     assert "disk: about" in message and "10.0 KB free" in message
     # the loaders that run later ask no server again
     with pytest.raises(weights.MissingWeightsError, match="huggingface.co unreachable"):
-        weights.resolve(weights.CLAP_MUSIC)
+        weights.resolve(CLAP_MUSIC)
     assert len(attempts) == 3
 
 

@@ -7,11 +7,12 @@ import json
 import pytest
 
 from fluxbench import weights
+from fluxbench.models.fluxmusic import weight_sources
 from fluxbench.weights import MissingWeightsError, WeightSource
 
-VAE = weights.audioldm2_part("vae")
-VOCODER = weights.audioldm2_part("vocoder")
-CHECKPOINT = weights.fluxmusic_checkpoint("small")
+VAE = weight_sources.audioldm2_part("vae")
+VOCODER = weight_sources.audioldm2_part("vocoder")
+CHECKPOINT = weight_sources.fluxmusic_checkpoint("small")
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -46,11 +47,11 @@ def _hf_snapshot(cache, repo, files):
 
 def test_component_facts():
     assert VAE.where == "hf://cvssp/audioldm2/vae" and VOCODER.where == "hf://cvssp/audioldm2/vocoder"
-    assert weights.audioldm2_part("vae", "cvssp/audioldm2-music").local_name == "audioldm2-music/vae"
+    assert weight_sources.audioldm2_part("vae", "cvssp/audioldm2-music").local_name == "audioldm2-music/vae"
     assert CHECKPOINT.where == "hf://feizhengcong/FluxMusic/musicflow_s.pt"
-    assert weights.fluxmusic_checkpoint("giant_full").filename == "musicflow_g_full.pt"
-    assert weights.T5_SD3.hub_repo == "stabilityai/stable-diffusion-3-medium-diffusers"
-    assert weights.DEFAULT_CLAP == "laion/larger_clap_music"
+    assert weight_sources.fluxmusic_checkpoint("giant_full").filename == "musicflow_g_full.pt"
+    assert weight_sources.T5_SD3.hub_repo == "stabilityai/stable-diffusion-3-medium-diffusers"
+    assert weight_sources.DEFAULT_CLAP == "laion/larger_clap_music"
 
 
 def test_resolution_order(monkeypatch, tmp_path):
@@ -81,7 +82,7 @@ def test_hf_cache_single_file_and_incomplete_snapshot(tmp_path):
 def test_missing_weights_error_lists_every_component_at_once(tmp_path):
     root = tmp_path / "weights"
     with pytest.raises(MissingWeightsError) as error:
-        weights.resolve_all([(CHECKPOINT, None), (weights.T5_SD3, None), (weights.CLAP_MUSIC, None),
+        weights.resolve_all([(CHECKPOINT, None), (weight_sources.T5_SD3, None), (weight_sources.CLAP_MUSIC, None),
                              (VAE, None), (VOCODER, None)], root)
     message = str(error.value)
     assert "\n" not in message and message.startswith("missing weights (offline mode)")
@@ -96,16 +97,16 @@ def test_local_copy_missing_required_parts_is_named(tmp_path):
     sd3 = tmp_path / "weights" / "stable-diffusion-3-medium-diffusers"
     _folder(sd3 / "text_encoder_3")
     with pytest.raises(MissingWeightsError, match="lacks tokenizer_3"):
-        weights.resolve(weights.T5_SD3, weights_root=tmp_path / "weights")
+        weights.resolve(weight_sources.T5_SD3, weights_root=tmp_path / "weights")
     with pytest.raises(MissingWeightsError, match="does not exist"):
         weights.resolve(VAE, tmp_path / "nowhere")
 
 
 def test_hub_source_accepts_ids_and_local_paths(tmp_path):
-    assert weights.hub_source("t5", "google/t5-v1_1-xxl") == (weights.T5_GOOGLE, None)
-    source, explicit = weights.hub_source("clap", str(tmp_path))
+    assert weight_sources.hub_source("t5", "google/t5-v1_1-xxl") == (weight_sources.T5_GOOGLE, None)
+    source, explicit = weight_sources.hub_source("clap", str(tmp_path))
     assert explicit == str(tmp_path) and source.required == ()
-    other, explicit = weights.hub_source("t5", "someone/t5-large")
+    other, explicit = weight_sources.hub_source("t5", "someone/t5-large")
     assert other.where == "hf://someone/t5-large" and explicit is None
 
 
@@ -130,3 +131,19 @@ def test_url_source_offline_is_reported(tmp_path):
     source = WeightSource("VGGish", "FLUXBENCH_VGGISH", "vggish.pth", url="https://example.invalid/vggish.pth")
     with pytest.raises(MissingWeightsError, match="https://example.invalid/vggish.pth"):
         weights.resolve(source)
+
+
+def test_preflight_asks_the_model_class_for_its_weights(tmp_path):
+    """Pre-flight knows no model family: a registered factory's model class declares what it resolves."""
+    from fluxbench import registry
+    from fluxbench.models.base import TextToMusicModel, factory_weight_requests
+    from fluxbench.preflight import model_weight_requests
+
+    assert TextToMusicModel.weight_requests(size="small") == []  # the interface's default
+    assert factory_weight_requests(lambda **options: None, size="small") == []  # not a model class's method
+    [(source, explicit)] = model_weight_requests(registry.get("model", "musicgen-small"), {"checkpoint": tmp_path})
+    assert source.hub_repo == "facebook/musicgen-small" and explicit == str(tmp_path)
+    small = model_weight_requests(registry.get("model", "fluxmusic-small"), {"device": "cpu"})
+    assert [s.env_var for s, _ in small] == ["FLUXBENCH_FLUXMUSIC_SMALL", "FLUXBENCH_T5", "FLUXBENCH_CLAP",
+                                            "FLUXBENCH_AUDIOLDM2_VAE", "FLUXBENCH_AUDIOLDM2_VOCODER"]
+    assert model_weight_requests(registry.get("model", "fluxmusic-demo"), {}) == []  # trained on first use

@@ -11,8 +11,6 @@ checksums and each clip's prompt, seed, file and store key.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import logging
 import os
 from pathlib import Path
@@ -20,8 +18,9 @@ from typing import Any
 
 from fluxbench import FluxbenchError
 from fluxbench.atomic import atomic_path, write_json
+from fluxbench.captions import read_caption_list
 from fluxbench.inputs import (existing_dir, existing_file, finite_float, output_dir, positive_int, read_json,
-                              read_text, seconds, seed_int, text_file, unique_file_stems)
+                              seconds, seed_int, text_file, unique_file_stems)
 
 SIDECAR = "generation.json"
 SCHEMA = 2  # 2: per-clip seeds derived from --seed and the prompt id, clips kept in a clip store
@@ -39,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="registered model name (see `fluxbench models`) or a trained FluxMusic model folder")
     what.add_argument("--prompt", action="append", default=[], help="a caption (repeatable)")
     what.add_argument("--prompts-file", type=text_file,
-                      help="captions: .txt (one per line) or .json/.jsonl/.csv with a "
+                      help="captions: .txt (one per line) or .json/.jsonl/.csv/.tsv with a "
                            "'caption' (or 'prompt') and optional 'id' per item")
     what.add_argument("--out", required=True, type=output_dir, help="output folder for WAVs and generation.json")
     what.add_argument("--duration", type=seconds, default=10.24, help="seconds per clip (default: 10.24, the paper's)")
@@ -108,38 +107,15 @@ def read_prompts(args: argparse.Namespace) -> list[dict[str, str]]:
 
 
 def _read_prompts_file(path: Path) -> list[tuple[str | None, str]]:
-    text = read_text(path, "prompts file")
-    if path.suffix == ".txt" or path.suffix == "":
-        return [(None, line.strip()) for line in text.splitlines() if line.strip()]
-    if path.suffix == ".csv":
-        rows = list(csv.DictReader(text.splitlines()))
-    elif path.suffix == ".jsonl":
-        try:
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as error:
-            raise FluxbenchError(f"{path}: invalid JSON line ({error})") from None
-    elif path.suffix == ".json":
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise FluxbenchError(f"{path}: invalid JSON ({error})") from None
-        if not isinstance(rows, list):
-            raise FluxbenchError(f"{path}: expected a JSON list of captions or of objects with a 'caption'")
-    else:
-        raise FluxbenchError(f"{path}: unknown prompts file type {path.suffix!r}; expected .txt, .json, .jsonl, .csv")
-    items = []
-    for number, row in enumerate(rows, 1):
-        if isinstance(row, str):
-            if not row.strip():
-                raise FluxbenchError(f"{path}: item {number} is an empty caption")
-            items.append((None, row))
-            continue
-        caption = row.get("caption", row.get("prompt")) if isinstance(row, dict) else None
-        if not isinstance(caption, str) or not caption.strip():
-            raise FluxbenchError(f"{path}: item {number} has no 'caption' (or 'prompt') text")
-        item_id = row.get("id")
-        items.append((None if item_id in (None, "") else str(item_id), caption))
-    return items
+    """(id or None, caption) per prompt: a caption per line (.txt or no suffix), or records with a 'caption' (or
+    'prompt') and an optional 'id' in any format `fluxbench.captions` reads; captions are used as written."""
+    suffix = path.suffix.lower()
+    if suffix not in ("", ".txt", ".csv", ".tsv", ".json", ".jsonl", ".ndjson"):
+        raise FluxbenchError(f"{path}: unknown prompts file type {path.suffix!r}; expected .txt, .json, .jsonl, "
+                             f".csv, .tsv")
+    prompts = read_caption_list(path, "prompts file", id_fields=("id",), caption_fields=("caption", "prompt"),
+                                ids_required=False, strip=False, kind="text" if suffix in ("", ".txt") else None)
+    return [(prompt.id, prompt.text) for prompt in prompts]
 
 
 # ---- model ----------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     create.add_argument("--ground-truth", type=existing_dir, metavar="FOLDER",
                         help=f"reference recordings for the same prompts, rated as the system {'ground truth'!r}")
     create.add_argument("--captions", type=text_file, metavar="FILE",
-                        help="CSV/JSON/JSONL with id and caption (default: a sidecar in a system folder)")
+                        help="CSV/TSV/JSON/JSONL with id and caption (default: a sidecar in a system folder)")
     create.add_argument("--raters", default="beginner=10,expert=10",
                         help="GROUP=COUNT,... with groups beginner/expert (assigned now), or a plain count "
                              "(each rater picks a group at first visit) [%(default)s]")

@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prompts in the mel grid and the page (default 4)")
     parser.add_argument("--prompts", type=_list, help="comma-separated prompt ids to show instead of the first few")
     parser.add_argument("--captions", metavar="FILE", type=text_file,
-                        help="prompt id -> caption (JSON, JSON lines or CSV)")
+                        help="prompt id -> caption (JSON, JSON lines, CSV or TSV)")
     parser.add_argument("--scaling-x", choices=("parameters", "gflops"), default="parameters",
                         help="x axis of the scaling plot (default parameters)")
     parser.add_argument("--title", default="fluxbench report", help="title of the report page")

@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ref", type=existing_dir,
                         help="folder of reference audio (needed for fd, kl, kad, and fad without --ref-stats)")
     parser.add_argument("--captions", type=text_file,
-                        help="CSV with a file/id column and a caption column (CLAP score)")
+                        help="captions for the CLAP score: CSV/TSV with a file/id and a caption column, JSON "
+                             "or JSON lines")
     parser.add_argument("--metrics", help=f"comma-separated subset of {','.join(NAMES)} "
                                           "(default: every metric the backbone and inputs allow)")
     parser.add_argument("--backbone", default="paper", choices=BACKBONE_CHOICES,

@@ -41,15 +41,3 @@ class AudioLDM2Model(DiffusersModel):
         return {"prompt_embeds": states, "attention_mask": mask, "generated_prompt_embeds": generated,
                 "negative_prompt_embeds": negative_states, "negative_attention_mask": negative_mask,
                 "negative_generated_prompt_embeds": negative_generated}
-
-
-def audioldm2(**options: Any) -> AudioLDM2Model:
-    return AudioLDM2Model.load("audioldm2", **options)
-
-
-def audioldm2_large(**options: Any) -> AudioLDM2Model:
-    return AudioLDM2Model.load("audioldm2-large", **options)
-
-
-def audioldm2_music(**options: Any) -> AudioLDM2Model:
-    return AudioLDM2Model.load("audioldm2-music", **options)

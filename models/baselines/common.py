@@ -85,11 +85,17 @@ class BaselineModel(TextToMusicModel):
         """The named checkpoint (see `specs.SPECS`), resolved through `fluxbench.weights`: `checkpoint` (a local
         copy of the hub repo), $FLUXBENCH_<NAME>, `<weights_dir>/<repo name>`, the HF cache, then a download.
         `options`: device, dtype, batch_size, sample_rate (the output rate), and generation defaults."""
+        [(source, explicit)] = cls.weight_requests(name, checkpoint)
+        return cls(SPECS[name], weights.resolve(source, explicit, weights_dir), **options)
+
+    @classmethod
+    def weight_requests(cls, name: str, checkpoint: str | os.PathLike | None = None, **_: Any
+                        ) -> list[tuple[weights.WeightSource, str | None]]:
+        """The hub repo `load` resolves (a local copy when `checkpoint` names one), without loading."""
         spec = SPECS.get(name)
         if spec is None:
             raise BaselineError(f"unknown baseline {name!r}; known: {', '.join(sorted(SPECS))}")
-        folder = weights.resolve(weight_source(spec), checkpoint, weights_dir)
-        return cls(spec, folder, **options)
+        return [(weight_source(spec), str(checkpoint) if checkpoint else None)]
 
     # ---- to implement -----------------------------------------------------------------------------------------
     def _build(self, folder: Path) -> None:

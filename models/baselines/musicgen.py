@@ -109,27 +109,3 @@ class MusicGenModel(BaselineModel):
             audio = self.model.generate(**inputs, generation_config=config,
                                         logits_processor=LogitsProcessorList([sampler]))
         return audio.float().cpu().numpy()  # [batch, channels, samples]
-
-
-def musicgen_small(**options: Any) -> MusicGenModel:
-    return MusicGenModel.load("musicgen-small", **options)
-
-
-def musicgen_medium(**options: Any) -> MusicGenModel:
-    return MusicGenModel.load("musicgen-medium", **options)
-
-
-def musicgen_large(**options: Any) -> MusicGenModel:
-    return MusicGenModel.load("musicgen-large", **options)
-
-
-def musicgen_stereo_small(**options: Any) -> MusicGenModel:
-    return MusicGenModel.load("musicgen-stereo-small", **options)
-
-
-def musicgen_stereo_medium(**options: Any) -> MusicGenModel:
-    return MusicGenModel.load("musicgen-stereo-medium", **options)
-
-
-def musicgen_stereo_large(**options: Any) -> MusicGenModel:
-    return MusicGenModel.load("musicgen-stereo-large", **options)

@@ -28,7 +28,3 @@ class MusicLDMModel(DiffusersModel):
     def _text_arguments(self, prompts: list[str], negative_prompt: str) -> dict[str, Any]:
         return {"prompt_embeds": self._clap_text(prompts),
                 "negative_prompt_embeds": self._clap_text([negative_prompt] * len(prompts))}
-
-
-def musicldm(**options: Any) -> MusicLDMModel:
-    return MusicLDMModel.load("musicldm", **options)

@@ -107,6 +107,12 @@ SPECS: dict[str, BaselineSpec] = {spec.name: spec for spec in (
 )}
 
 
+# The adapter class of each family, in the module named after the family.
+FAMILY_CLASSES = {"musicgen": "MusicGenModel", "audioldm2": "AudioLDM2Model", "musicldm": "MusicLDMModel",
+                  "stable_audio": "StableAudioModel"}
+
+
 def factory_target(spec: BaselineSpec) -> str:
-    """The registry target of a checkpoint: a one-line factory named after it in its family's module."""
-    return f"fluxbench.models.baselines.{spec.family}:{spec.name.replace('-', '_')}"
+    """The registry target of a checkpoint: its family adapter's `load`, which the registry entry calls with the
+    checkpoint's name bound (`name=spec.name`)."""
+    return f"fluxbench.models.baselines.{spec.family}:{FAMILY_CLASSES[spec.family]}.load"

@@ -30,7 +30,3 @@ class StableAudioModel(DiffusersModel):
             raise BaselineError(f"{self.name} produces at most {self.window():.2f} s per clip, got duration "
                                 f"{duration}")
         return super().resolve_settings(duration, **overrides)
-
-
-def stable_audio_open(**options: Any) -> StableAudioModel:
-    return StableAudioModel.load("stable-audio-open", **options)

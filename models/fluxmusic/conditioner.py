@@ -19,6 +19,7 @@ import torch
 
 from fluxbench import FluxbenchError, weights
 from fluxbench.atomic import atomic_path
+from fluxbench.models.fluxmusic import weight_sources
 from fluxbench.runtime import canonical_json, content_hash
 
 
@@ -100,8 +101,8 @@ class T5ClapConditioner(TextConditioner):
 
     kind = "t5-clap"
 
-    def __init__(self, t5: str = weights.DEFAULT_T5, clap: str = weights.DEFAULT_CLAP, max_tokens: int = 256,
-                 clap_max_tokens: int = 256, attention_mask: bool = False, use_t5: bool = True,
+    def __init__(self, t5: str = weight_sources.DEFAULT_T5, clap: str = weight_sources.DEFAULT_CLAP,
+                 max_tokens: int = 256, clap_max_tokens: int = 256, attention_mask: bool = False, use_t5: bool = True,
                  use_clap: bool = True, weights_dir: str | os.PathLike | None = None,
                  device: torch.device | str = "cpu", dtype: torch.dtype | None = None,
                  context_dim: int | None = None, vector_dim: int | None = None) -> None:
@@ -138,12 +139,12 @@ class T5ClapConditioner(TextConditioner):
 
     def weight_requests(self, only_used: bool = True) -> list[tuple[weights.WeightSource, str | None]]:
         parts = [("t5", self.t5_name, self.use_t5), ("clap", self.clap_name, self.use_clap)]
-        return [weights.hub_source(kind, name) for kind, name, used in parts if used or not only_used]
+        return [weight_sources.hub_source(kind, name) for kind, name, used in parts if used or not only_used]
 
     def _resolve(self, part: str) -> Path:
         if part not in self._paths:
             name = self.t5_name if part == "t5" else self.clap_name
-            self._paths[part] = weights.resolve_all([weights.hub_source(part, name)], self.weights_dir)[0]
+            self._paths[part] = weights.resolve_all([weight_sources.hub_source(part, name)], self.weights_dir)[0]
         return self._paths[part]
 
     def _config(self, part: str) -> dict[str, Any]:
@@ -170,7 +171,7 @@ class T5ClapConditioner(TextConditioner):
         """What the embeddings depend on: each encoder's hub id, or the checksum of a local copy."""
         out = {}
         for part, name in (("t5", self.t5_name), ("clap", self.clap_name)):
-            source, explicit = weights.hub_source(part, name)
+            source, explicit = weight_sources.hub_source(part, name)
             out[part] = f"sha256:{weights.checksum(explicit)}" if explicit else name
         return out
 

@@ -20,6 +20,7 @@ import torch
 from fluxbench import FluxbenchError, weights
 from fluxbench.audio import MEL_BINS, MEL_HOP, MEL_N_FFT, MEL_SAMPLE_RATE, MEL_WINDOW, audioldm2_normalize, \
     mel_filterbank, mel_spectrogram
+from fluxbench.models.fluxmusic import weight_sources
 
 PATCH = 2  # the transformer's 2x2 patches: latent height and width must be even
 
@@ -207,7 +208,7 @@ class AudioLDM2Codec(LatentCodec):
 
     kind = "audioldm2"
 
-    def __init__(self, vae: Any, vocoder: Any, repo: str = weights.DEFAULT_AUDIOLDM2,
+    def __init__(self, vae: Any, vocoder: Any, repo: str = weight_sources.DEFAULT_AUDIOLDM2,
                  paths: dict[str, str] | None = None) -> None:
         self.vae, self.vocoder = vae.eval().requires_grad_(False), vocoder.eval().requires_grad_(False)
         self.repo = repo
@@ -222,12 +223,13 @@ class AudioLDM2Codec(LatentCodec):
                              f"the AudioLDM 2 front-end gives {MEL_BINS} bins at {MEL_SAMPLE_RATE} Hz")
 
     @staticmethod
-    def weight_requests(repo: str = weights.DEFAULT_AUDIOLDM2, vae: str | None = None,
+    def weight_requests(repo: str = weight_sources.DEFAULT_AUDIOLDM2, vae: str | None = None,
                         vocoder: str | None = None) -> list[tuple[weights.WeightSource, str | None]]:
-        return [(weights.audioldm2_part("vae", repo), vae), (weights.audioldm2_part("vocoder", repo), vocoder)]
+        return [(weight_sources.audioldm2_part("vae", repo), vae),
+                (weight_sources.audioldm2_part("vocoder", repo), vocoder)]
 
     @classmethod
-    def load(cls, repo: str = weights.DEFAULT_AUDIOLDM2, vae: str | os.PathLike | None = None,
+    def load(cls, repo: str = weight_sources.DEFAULT_AUDIOLDM2, vae: str | os.PathLike | None = None,
              vocoder: str | os.PathLike | None = None, weights_dir: str | os.PathLike | None = None,
              device: torch.device | str = "cpu") -> "AudioLDM2Codec":
         """Resolve (explicit path, env, weights dir, HF cache, hub) and load both parts."""
@@ -257,7 +259,8 @@ class AudioLDM2Codec(LatentCodec):
     def from_spec(cls, spec: dict[str, Any], folder: str | os.PathLike | None = None,
                   weights_dir: str | os.PathLike | None = None, device: torch.device | str = "cpu") -> "AudioLDM2Codec":
         local = {part: _relative_to(spec[part], folder) for part in ("vae", "vocoder") if spec.get(part)}
-        return cls.load(spec.get("repo", weights.DEFAULT_AUDIOLDM2), weights_dir=weights_dir, device=device, **local)
+        return cls.load(spec.get("repo", weight_sources.DEFAULT_AUDIOLDM2), weights_dir=weights_dir, device=device,
+                        **local)
 
     def to(self, device: torch.device | str) -> "AudioLDM2Codec":
         self.vae.to(device)
@@ -309,5 +312,5 @@ def codec_weight_requests(spec: dict[str, Any], folder: str | os.PathLike | None
     if spec.get("kind") != "audioldm2":
         return []
     return AudioLDM2Codec.weight_requests(
-        spec.get("repo", weights.DEFAULT_AUDIOLDM2),
+        spec.get("repo", weight_sources.DEFAULT_AUDIOLDM2),
         *(_relative_to(spec[part], folder) if spec.get(part) else None for part in ("vae", "vocoder")))

@@ -22,6 +22,7 @@ import torch
 from fluxbench import FluxbenchError, weights
 from fluxbench.audio import fit_length
 from fluxbench.models.base import DEFAULT_DURATION, GeneratedAudio, GenerationSettings, TextToMusicModel
+from fluxbench.models.fluxmusic import weight_sources
 from fluxbench.models.fluxmusic.conditioner import (T5ClapConditioner, TextConditioner, TextConditioning,
                                                     build_conditioner)
 from fluxbench.models.fluxmusic.configs import CHECKPOINT_FILES, FluxMusicConfig, get_config
@@ -53,6 +54,17 @@ def item_seeds(seed: int | Sequence[int], count: int) -> list[int]:
     if len(seeds) != count:
         raise GenerationError(f"got {len(seeds)} seeds for {count} prompts; give one seed or one per prompt")
     return seeds
+
+
+def _folder_spec(folder: Path) -> dict[str, Any]:
+    """A model folder's spec, which must name its conditioner and codec."""
+    from fluxbench.models.fluxmusic.checkpoint import SPEC_FILE, read_spec
+
+    spec = read_spec(folder)
+    for field in ("conditioner", "codec"):
+        if not isinstance(spec.get(field), dict):
+            raise GenerationError(f"{folder / SPEC_FILE}: missing field {field!r} (a dict with a 'kind')")
+    return spec
 
 
 class FluxMusicModel(TextToMusicModel):
@@ -93,8 +105,8 @@ class FluxMusicModel(TextToMusicModel):
     # ---- construction -----------------------------------------------------------------------------------
     @classmethod
     def for_size(cls, size: str, checkpoint: str | os.PathLike | None = None,
-                 weights_dir: str | os.PathLike | None = None, t5: str = weights.DEFAULT_T5,
-                 clap: str = weights.DEFAULT_CLAP, audioldm2: str = weights.DEFAULT_AUDIOLDM2,
+                 weights_dir: str | os.PathLike | None = None, t5: str = weight_sources.DEFAULT_T5,
+                 clap: str = weight_sources.DEFAULT_CLAP, audioldm2: str = weight_sources.DEFAULT_AUDIOLDM2,
                  vae: str | os.PathLike | None = None, vocoder: str | os.PathLike | None = None,
                  use_t5: bool = True, use_clap: bool = True, device: str | torch.device | None = None,
                  **options: Any) -> "FluxMusicModel":
@@ -109,7 +121,7 @@ class FluxMusicModel(TextToMusicModel):
         device = resolve_device(device)
         conditioner = T5ClapConditioner(t5, clap, use_t5=use_t5, use_clap=use_clap, weights_dir=weights_dir,
                                         device=device)
-        requests = cls.size_weight_requests(size, checkpoint, t5, clap, audioldm2, vae, vocoder, use_t5, use_clap)
+        requests = cls.weight_requests(size, checkpoint, t5, clap, audioldm2, vae, vocoder, use_t5, use_clap)
         paths = weights.resolve_all(requests, weights_dir)  # every missing component in one error
         _check_widths(config, conditioner, f"fluxmusic-{size}")
 
@@ -122,16 +134,27 @@ class FluxMusicModel(TextToMusicModel):
         return cls(transformer, conditioner, codec, name=f"fluxmusic-{size.replace('_', '-')}",
                    checksums=checksums, device=device, **options)
 
-    @staticmethod
-    def size_weight_requests(size: str, checkpoint: str | os.PathLike | None = None, t5: str = weights.DEFAULT_T5,
-                             clap: str = weights.DEFAULT_CLAP, audioldm2: str = weights.DEFAULT_AUDIOLDM2,
-                             vae: str | os.PathLike | None = None, vocoder: str | os.PathLike | None = None,
-                             use_t5: bool = True, use_clap: bool = True, **_: Any
-                             ) -> list[tuple[weights.WeightSource, str | None]]:
-        """Every component `for_size` resolves, in its order (the checkpoint first), without loading anything."""
+    @classmethod
+    def weight_requests(cls, size: str | None = None, checkpoint: str | os.PathLike | None = None,
+                        t5: str = weight_sources.DEFAULT_T5, clap: str = weight_sources.DEFAULT_CLAP,
+                        audioldm2: str = weight_sources.DEFAULT_AUDIOLDM2, vae: str | os.PathLike | None = None,
+                        vocoder: str | os.PathLike | None = None, use_t5: bool = True, use_clap: bool = True,
+                        folder: str | os.PathLike | None = None, **_: Any
+                        ) -> list[tuple[weights.WeightSource, str | None]]:
+        """Every component `for_size` (given `size`) resolves, in its order (the checkpoint first), or the hub
+        components `from_folder` (given `folder`, which holds its own weights) resolves; nothing is loaded."""
+        if folder is not None:
+            folder = Path(folder)
+            spec, requests = _folder_spec(folder), []
+            if spec["conditioner"].get("kind") == T5ClapConditioner.kind:
+                conditioner = T5ClapConditioner.from_spec(spec["conditioner"], folder, use_t5=use_t5, use_clap=use_clap)
+                requests += conditioner.weight_requests()
+            return requests + codec_weight_requests(spec["codec"], folder)
+        if size is None:
+            raise GenerationError("FluxMusic weights: give a released size or a model folder")
         size = size.removeprefix("fluxmusic-").replace("-", "_")
         if size in CHECKPOINT_FILES:
-            checkpoint_source = weights.fluxmusic_checkpoint(size)
+            checkpoint_source = weight_sources.fluxmusic_checkpoint(size)
         elif checkpoint is None:
             raise GenerationError(f"FluxMusic size {size!r} has no released checkpoint; pass checkpoint=PATH "
                                   f"(released sizes: {', '.join(CHECKPOINT_FILES)})")
@@ -142,41 +165,21 @@ class FluxMusicModel(TextToMusicModel):
         return [(checkpoint_source, str(checkpoint) if checkpoint else None), *conditioner.weight_requests(),
                 *AudioLDM2Codec.weight_requests(audioldm2, *(str(p) if p else None for p in (vae, vocoder)))]
 
-    @staticmethod
-    def folder_weight_requests(folder: str | os.PathLike, use_t5: bool = True, use_clap: bool = True, **_: Any
-                               ) -> list[tuple[weights.WeightSource, str | None]]:
-        """The hub components a trained-model folder needs (its own weights are inside it), without loading."""
-        from fluxbench.models.fluxmusic.checkpoint import SPEC_FILE, read_spec
-
-        folder = Path(folder)
-        spec = read_spec(folder)
-        for field in ("conditioner", "codec"):
-            if not isinstance(spec.get(field), dict):
-                raise GenerationError(f"{folder / SPEC_FILE}: missing field {field!r} (a dict with a 'kind')")
-        requests = []
-        if spec["conditioner"].get("kind") == T5ClapConditioner.kind:
-            conditioner = T5ClapConditioner.from_spec(spec["conditioner"], folder, use_t5=use_t5, use_clap=use_clap)
-            requests += conditioner.weight_requests()
-        return requests + codec_weight_requests(spec["codec"], folder)
-
     @classmethod
     def from_folder(cls, folder: str | os.PathLike, weights_dir: str | os.PathLike | None = None,
                     use_t5: bool = True, use_clap: bool = True, device: str | torch.device | None = None,
                     **options: Any) -> "FluxMusicModel":
         """A trained-model folder (fluxmusic.json + transformer.safetensors [+ conditioner.safetensors])."""
-        from fluxbench.models.fluxmusic.checkpoint import SPEC_FILE, load_model_folder, read_spec
+        from fluxbench.models.fluxmusic.checkpoint import load_model_folder
 
         folder = Path(folder)
-        spec = read_spec(folder)
-        for field in ("conditioner", "codec"):
-            if not isinstance(spec.get(field), dict):
-                raise GenerationError(f"{folder / SPEC_FILE}: missing field {field!r} (a dict with a 'kind')")
+        spec = _folder_spec(folder)
         device = resolve_device(device)
         hub_options = {"use_t5": use_t5, "use_clap": use_clap, "weights_dir": weights_dir, "device": device}
         is_hub_text = spec["conditioner"].get("kind") == T5ClapConditioner.kind
         conditioner = build_conditioner(spec["conditioner"], folder, **(hub_options if is_hub_text else {}))
         # every missing component in one error
-        weights.resolve_all(cls.folder_weight_requests(folder, use_t5, use_clap), weights_dir)
+        weights.resolve_all(cls.weight_requests(folder=folder, use_t5=use_t5, use_clap=use_clap), weights_dir)
         transformer, spec = load_model_folder(folder)
         if is_hub_text:
             _check_widths(transformer.config, conditioner, str(folder))

@@ -8,7 +8,6 @@ what an uninterrupted one would.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ import numpy as np
 import torch
 
 from fluxbench.atomic import atomic_path
+from fluxbench.captions import json_records
+from fluxbench.inputs import errors_as
 from fluxbench.models.fluxmusic.train_config import TrainConfig, TrainingError
 from fluxbench.runtime import content_hash
 
@@ -32,29 +33,11 @@ class Record:
 def read_manifest(path: str | os.PathLike) -> list[Record]:
     """JSON lines of {"path"|"wav", "caption"|"label", optional "captions": [...]}; relative paths are taken
     from the manifest's folder. The official layout (one JSON list of {"wav", "label"}) is read as well."""
-    from fluxbench.inputs import read_text
-
     path = Path(path)
     if not path.is_file():
         raise TrainingError(f"{path}: no such manifest")
-    text = read_text(path, "manifest")
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            listed = json.loads(stripped)
-        except json.JSONDecodeError as error:
-            raise TrainingError(f"{path}: invalid JSON ({error})") from None
-        if not isinstance(listed, list):
-            raise TrainingError(f"{path}: expected a JSON list of {{\"wav\", \"label\"}} objects or JSON lines")
-        rows = [(i + 1, row) for i, row in enumerate(listed)]
-    else:
-        rows = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append((number, json.loads(line)))
-                except json.JSONDecodeError as error:
-                    raise TrainingError(f"{path}:{number}: invalid JSON line ({error.msg})") from None
+    with errors_as(TrainingError):
+        rows = json_records(path, "manifest")
     records = []
     for number, row in rows:
         audio = row.get("path", row.get("wav")) if isinstance(row, dict) else None

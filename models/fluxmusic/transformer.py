@@ -6,11 +6,16 @@ The computation equals the official forward; it is organised for speed: rotary p
 rotations built once per forward, both streams' projections are joined once per block (per-token RMSNorm
 scales instead of three concatenations), the single block's second linear accumulates two products instead
 of concatenating, and element-wise steps are fused (addcmul).
+
+Each block's forward reads as the maths it computes, with the steps named once below: `modulate` ((1 + scale)
+* LayerNorm(x) + shift), `attention` (QK-norm, RoPE, SDPA over the fused qkv projection) and `gated_residual`
+(x + gate * branch).
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -83,7 +88,7 @@ def apply_rotary(x: Tensor, rotation: Tensor) -> Tensor:
     return torch.view_as_real(pairs * rotation).flatten(-2).type_as(x)
 
 
-# ---- building blocks (names mirror the checkpoint) -------------------------------------------------------
+# ---- parts with weights (names mirror the checkpoint) -----------------------------------------------------
 class MLPEmbedder(nn.Module):
     def __init__(self, in_dim: int, hidden: int):
         super().__init__()
@@ -94,16 +99,8 @@ class MLPEmbedder(nn.Module):
         return self.out_layer(F.silu(self.in_layer(x)))
 
 
-def _rms_normalize(x: Tensor) -> Tensor:
-    """x / rms(x) over the last axis, computed in float32 (the scale is applied by the caller)."""
-    x32 = x.float()
-    # mean of squares from one norm reduction (a pass less than square-then-mean)
-    mean_square = torch.linalg.vector_norm(x32, dim=-1, keepdim=True).square() / x.shape[-1]
-    return (x32 * torch.rsqrt(mean_square + 1e-6)).to(x.dtype)
-
-
 class RMSNorm(nn.Module):
-    """The learned scale of a query or key RMS norm; `_attention` applies it with `_rms_normalize`."""
+    """The learned scale of a query or key RMS norm; `attention` applies it with `_rms_normalize`."""
 
     def __init__(self, dim: int):
         super().__init__()
@@ -117,16 +114,26 @@ class QKNorm(nn.Module):
         self.key_norm = RMSNorm(dim)
 
 
+class ModulationOut(NamedTuple):
+    """One adaLN modulation: x -> (1 + scale) * LayerNorm(x) + shift before a sub-layer, and the gate of its
+    residual branch (None for the final layer, which is no residual)."""
+
+    shift: Tensor
+    scale: Tensor
+    gate: Tensor | None
+
+
 class Modulation(nn.Module):
-    """Projects the conditioning vector to (shift, scale, gate) triples; `lin` sees silu(vec)."""
+    """Projects the conditioning vector to `triples` (shift, scale, gate) triples; `lin` sees silu(vec)."""
 
     def __init__(self, dim: int, triples: int):
         super().__init__()
         self.triples = triples
         self.lin = nn.Linear(dim, 3 * triples * dim)
 
-    def forward(self, vec_act: Tensor) -> list[Tensor]:
-        return self.lin(vec_act)[:, None, :].chunk(3 * self.triples, dim=-1)
+    def forward(self, vec_act: Tensor) -> list[ModulationOut]:
+        chunks = self.lin(vec_act)[:, None, :].chunk(3 * self.triples, dim=-1)  # one linear for all triples
+        return [ModulationOut(*chunks[3 * i: 3 * i + 3]) for i in range(self.triples)]
 
 
 class StreamAttention(nn.Module):
@@ -139,25 +146,49 @@ class StreamAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
 
-def _modulated_norm(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
-    # Normalised and modulated in float32, rounded once to the stream's dtype (what autocast does over
-    # float32 weights; a no-op in float32).
-    return torch.addcmul(shift, F.layer_norm(x.float(), (x.shape[-1],), eps=1e-6), 1 + scale).to(x.dtype)
+# ---- the steps of a block --------------------------------------------------------------------------------
+def modulate(x: Tensor, mod: ModulationOut) -> Tensor:
+    """(1 + scale) * LayerNorm(x) + shift. Normalised and modulated in float32 (one fused multiply-add) and
+    rounded once to the stream's dtype, as autocast does over float32 weights; a no-op cast in float32."""
+    return torch.addcmul(mod.shift, F.layer_norm(x.float(), (x.shape[-1],), eps=1e-6), 1 + mod.scale).to(x.dtype)
 
 
-def _attention(qkv: Tensor, heads: int, q_scale: Tensor, k_scale: Tensor, rotation: Tensor) -> Tensor:
-    """Attention from fused projections qkv [B, L, 3*H*D]: RMS-normalised, rotated q and k; output [B, L, H*D].
+def gated_residual(x: Tensor, gate: Tensor, branch: Tensor) -> Tensor:
+    """x + gate * branch (one fused multiply-add)."""
+    return torch.addcmul(x, gate, branch)
+
+
+def _rms_normalize(x: Tensor) -> Tensor:
+    """x / rms(x) over the last axis, computed in float32 (the scale is applied by the caller)."""
+    x32 = x.float()
+    # mean of squares from one norm reduction (a pass less than square-then-mean)
+    mean_square = torch.linalg.vector_norm(x32, dim=-1, keepdim=True).square() / x.shape[-1]
+    return (x32 * torch.rsqrt(mean_square + 1e-6)).to(x.dtype)
+
+
+def qk_norm(x: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
+    """RMSNorm of queries or keys: x / rms(x) * scale, the product in float32 when the scale is, rounded once."""
+    return (_rms_normalize(x) * scale).to(dtype)
+
+
+def attention(qkv: Tensor, heads: int, q_scale: Tensor, k_scale: Tensor, rotation: Tensor) -> Tensor:
+    """softmax(q k^T / sqrt(D)) v over the whole sequence, from the output of a fused qkv projection
+    [B, L, 3*H*D]: q and k RMS-normalised, then rotated (RoPE); the output is [B, L, H*D].
 
     q_scale / k_scale are the RMSNorm scales, [D] or per token [L, 1, D] (a double block's two streams).
     """
-    q, k, v = qkv.unflatten(-1, (3, heads, -1)).unbind(2)  # [B, L, H, D] views
-    q = apply_rotary((_rms_normalize(q) * q_scale).to(v.dtype), rotation)
-    k = apply_rotary((_rms_normalize(k) * k_scale).to(v.dtype), rotation)
+    q, k, v = qkv.unflatten(-1, (3, heads, -1)).unbind(2)  # the fused projection split: [B, L, H, D] views
+    q = apply_rotary(qk_norm(q, q_scale, v.dtype), rotation)
+    k = apply_rotary(qk_norm(k, k_scale, v.dtype), rotation)
+    # SDPA: PyTorch's fused scaled-dot-product attention (softmax(q k^T / sqrt(D)) v), on [B, H, L, D]
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
     return out.transpose(1, 2).flatten(2)
 
 
+# ---- blocks -----------------------------------------------------------------------------------------------
 class DoubleStreamBlock(nn.Module):
+    """Text and music keep their own weights (modulation, qkv, proj, MLP) and attend jointly over [text; music]."""
+
     def __init__(self, hidden: int, heads: int, mlp_ratio: float, qkv_bias: bool):
         super().__init__()
         self.heads = heads
@@ -169,6 +200,7 @@ class DoubleStreamBlock(nn.Module):
                 nn.Linear(hidden, mlp_hidden), nn.GELU(approximate="tanh"), nn.Linear(mlp_hidden, hidden)))
 
     def _per_token_scales(self, n_txt: int, n_img: int) -> tuple[Tensor, Tensor]:
+        """The query and key RMSNorm scales of each token of [text; music]: each stream's own, [L, 1, D]."""
         def joint(txt_norm: RMSNorm, img_norm: RMSNorm) -> Tensor:
             d = txt_norm.scale.shape[0]
             return torch.cat((txt_norm.scale.expand(n_txt, 1, d), img_norm.scale.expand(n_img, 1, d)))
@@ -177,24 +209,29 @@ class DoubleStreamBlock(nn.Module):
                 joint(self.txt_attn.norm.key_norm, self.img_attn.norm.key_norm))
 
     def forward(self, img: Tensor, txt: Tensor, vec_act: Tensor, rotation: Tensor) -> tuple[Tensor, Tensor]:
-        i_shift1, i_scale1, i_gate1, i_shift2, i_scale2, i_gate2 = self.img_mod(vec_act)
-        t_shift1, t_scale1, t_gate1, t_shift2, t_scale2, t_gate2 = self.txt_mod(vec_act)
-        # Joint attention over [text; music]: each stream projects with its own weights, then one sequence.
-        qkv = torch.cat((self.txt_attn.qkv(_modulated_norm(txt, t_shift1, t_scale1)),
-                         self.img_attn.qkv(_modulated_norm(img, i_shift1, i_scale1))), dim=1)
+        img_mod1, img_mod2 = self.img_mod(vec_act)  # before attention, before the MLP
+        txt_mod1, txt_mod2 = self.txt_mod(vec_act)
         n_txt = txt.shape[1]
-        attn = _attention(qkv, self.heads, *self._per_token_scales(n_txt, img.shape[1]), rotation)
+
+        # attend: each stream modulated and projected by its own fused qkv linear, then one joint sequence
+        txt_qkv = self.txt_attn.qkv(modulate(txt, txt_mod1))
+        img_qkv = self.img_attn.qkv(modulate(img, img_mod1))
+        q_scale, k_scale = self._per_token_scales(n_txt, img.shape[1])
+        attn = attention(torch.cat((txt_qkv, img_qkv), dim=1), self.heads, q_scale, k_scale, rotation)
         txt_attn, img_attn = attn[:, :n_txt], attn[:, n_txt:]
 
-        img = torch.addcmul(img, i_gate1, self.img_attn.proj(img_attn))
-        img = torch.addcmul(img, i_gate2, self.img_mlp(_modulated_norm(img, i_shift2, i_scale2)))
-        txt = torch.addcmul(txt, t_gate1, self.txt_attn.proj(txt_attn))
-        txt = torch.addcmul(txt, t_gate2, self.txt_mlp(_modulated_norm(txt, t_shift2, t_scale2)))
+        # music: gated residual of the attention output, then of the MLP of the modulated result
+        img = gated_residual(img, img_mod1.gate, self.img_attn.proj(img_attn))
+        img = gated_residual(img, img_mod2.gate, self.img_mlp(modulate(img, img_mod2)))
+        # text: the same with its own weights
+        txt = gated_residual(txt, txt_mod1.gate, self.txt_attn.proj(txt_attn))
+        txt = gated_residual(txt, txt_mod2.gate, self.txt_mlp(modulate(txt, txt_mod2)))
         return img, txt
 
 
 class SingleStreamBlock(nn.Module):
-    """Fused block over the joint sequence: linear1 = [qkv | mlp_in], linear2 = [attn_out | mlp_out] -> hidden."""
+    """Attention and MLP side by side over the joint sequence, with fused linears: linear1 = [qkv | mlp_in],
+    linear2 = [attn_out | mlp_out] -> hidden."""
 
     def __init__(self, hidden: int, heads: int, mlp_ratio: float):
         super().__init__()
@@ -206,14 +243,16 @@ class SingleStreamBlock(nn.Module):
         self.modulation = Modulation(hidden, triples=1)
 
     def forward(self, x: Tensor, vec_act: Tensor, rotation: Tensor) -> Tensor:
-        shift, scale, gate = self.modulation(vec_act)
-        qkv, mlp = self.linear1(_modulated_norm(x, shift, scale)).split([3 * self.hidden, self.mlp_hidden], dim=-1)
-        attn = _attention(qkv, self.heads, self.norm.query_norm.scale, self.norm.key_norm.scale, rotation)
-        # linear2 on [attn | gelu(mlp)] as two accumulated products: no concatenated copy.
+        (mod,) = self.modulation(vec_act)
+        # modulate, then the fused linear1: qkv of the attention and the MLP's input in one projection
+        qkv, mlp_in = self.linear1(modulate(x, mod)).split([3 * self.hidden, self.mlp_hidden], dim=-1)
+        attn = attention(qkv, self.heads, self.norm.query_norm.scale, self.norm.key_norm.scale, rotation)
+        mlp = F.gelu(mlp_in, approximate="tanh")
+        # the fused linear2 of [attn | mlp], as two accumulated products: no concatenated copy
         weight = self.linear2.weight
         out = F.linear(attn, weight[:, : self.hidden], self.linear2.bias)
-        out = torch.addmm(out.flatten(0, 1), F.gelu(mlp, approximate="tanh").flatten(0, 1), weight[:, self.hidden:].t())
-        return torch.addcmul(x, gate, out.view_as(x))
+        out = torch.addmm(out.flatten(0, 1), mlp.flatten(0, 1), weight[:, self.hidden:].t())
+        return gated_residual(x, mod.gate, out.view_as(x))
 
 
 class LastLayer(nn.Module):
@@ -223,8 +262,8 @@ class LastLayer(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 2 * hidden))
 
     def forward(self, x: Tensor, vec: Tensor) -> Tensor:
-        shift, scale = self.adaLN_modulation(vec)[:, None, :].chunk(2, dim=-1)
-        return self.linear(_modulated_norm(x, shift, scale))
+        shift, scale = self.adaLN_modulation(vec)[:, None, :].chunk(2, dim=-1)  # silu(vec) -> shift, scale; no gate
+        return self.linear(modulate(x, ModulationOut(shift, scale, gate=None)))
 
 
 # ---- the model -----------------------------------------------------------------------------------------
@@ -250,18 +289,19 @@ class FluxMusicTransformer(nn.Module):
         if x.ndim != 3 or txt.ndim != 3:
             raise ValueError(f"x and txt must be [batch, tokens, features], got {tuple(x.shape)} and {tuple(txt.shape)}")
         dtype = self.img_in.weight.dtype  # float32, or the half type of `cast_for_inference`
+        # embed: music tokens, text tokens, and one conditioning vector from the time and the pooled text
         img = self.img_in(x.to(dtype))
         vec = self.time_in(timestep_embedding(t).to(dtype)) + self.vector_in(y.to(dtype))
         txt = self.txt_in(txt.to(dtype))
         rotation = rotary_tables(torch.cat((txt_ids, img_ids), dim=1), self.config.axes_dim, self.config.theta)
         vec_act = F.silu(vec)  # every modulation sees silu(vec); computed once
 
-        for block in self.double_blocks:
+        for block in self.double_blocks:  # text and music apart, attending jointly
             img, txt = block(img, txt, vec_act, rotation)
         joint = torch.cat((txt, img), dim=1)
-        for block in self.single_blocks:
+        for block in self.single_blocks:  # one sequence [text; music]
             joint = block(joint, vec_act, rotation)
-        return self.final_layer(joint[:, txt.shape[1]:], vec)
+        return self.final_layer(joint[:, txt.shape[1]:], vec)  # the music tokens, projected back to patches
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -10,8 +10,6 @@ by the next file. Digital silence is scored, counted and warned about; clipping 
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 from dataclasses import dataclass, field
@@ -21,7 +19,10 @@ from typing import Any
 import numpy as np
 
 from fluxbench import FluxbenchError
-from fluxbench.audio import AUDIO_SUFFIXES, AudioError, read_audio
+from fluxbench import captions as caption_files
+# AUDIO_SUFFIXES: the one list of audio suffixes, by which list_audio picks the files scored here.
+from fluxbench.audio import AUDIO_SUFFIXES, AudioError, list_audio, read_audio  # noqa: F401
+from fluxbench.inputs import errors_as
 from fluxbench.protocols.metrics.cache import content_hash
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,8 @@ MIN_SECONDS = 0.1  # shorter files are broken generations, not music: skipped an
 SILENCE_PEAK = 1.0 / 32768  # below one 16-bit step everywhere: digital silence (kept, counted, warned)
 CLIP_LEVEL = 1.0 - 2.0 / 32768  # at full scale within 16-bit rounding: the sample was clipped
 CLIPPED_WARN_FRACTION = 0.001  # clips with more clipped samples than this are named in a warning
-CAPTION_ID_COLUMNS = ("file", "filename", "file_name", "path", "id", "ytid", "name")
-CAPTION_TEXT_COLUMNS = ("caption", "text", "prompt", "description")
+CAPTION_ID_FIELDS = caption_files.FILE_FIELDS + tuple(f for f in caption_files.ID_FIELDS
+                                                    if f not in caption_files.FILE_FIELDS)
 
 
 class ScoreError(FluxbenchError):
@@ -40,23 +41,6 @@ class ScoreError(FluxbenchError):
 
 
 # ---- listing and pairing (audioldm_eval's rules) -----------------------------------------------------------
-class AudioFolderError(FluxbenchError):
-    pass
-
-
-def list_audio(folder: str | os.PathLike, role: str = "audio") -> list[Path]:
-    """Audio files directly inside `folder`, sorted by name (hidden files ignored)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise AudioFolderError(f"{role} folder {folder} does not exist or is not a folder")
-    files = sorted(p for p in folder.iterdir()
-                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_SUFFIXES)
-    if not files:
-        raise AudioFolderError(f"{role} folder {folder} has no audio files "
-                               f"(looked for {', '.join(AUDIO_SUFFIXES)})")
-    return files
-
-
 @dataclass(frozen=True)
 class Pairing:
     paired: bool
@@ -157,29 +141,10 @@ def audit_file(path: Path) -> tuple[str | None, float]:
 
 
 def read_captions(path: str | os.PathLike) -> dict[str, str]:
-    """Captions CSV with a header: an id column (file/id/...) and a caption column (caption/text/prompt)."""
-    from fluxbench.inputs import read_text
-
-    path = Path(path)
-    if not path.is_file():
-        raise ScoreError(f"captions file {path} does not exist")
-    with io.StringIO(read_text(path, "captions file"), newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = {c.strip().lower(): c for c in reader.fieldnames or []}
-        id_column = next((columns[c] for c in CAPTION_ID_COLUMNS if c in columns), None)
-        text_column = next((columns[c] for c in CAPTION_TEXT_COLUMNS if c in columns), None)
-        if id_column is None or text_column is None:
-            raise ScoreError(f"captions file {path}: columns {list(columns)}; expected one of "
-                             f"{'/'.join(CAPTION_ID_COLUMNS)} and one of {'/'.join(CAPTION_TEXT_COLUMNS)}")
-        table = {}
-        for line, row in enumerate(reader, start=2):
-            key, text = (row.get(id_column) or "").strip(), (row.get(text_column) or "").strip()
-            if not key or not text:
-                raise ScoreError(f"captions file {path}, line {line}: empty {id_column!r} or {text_column!r}")
-            if Path(key).name in table:
-                raise ScoreError(f"captions file {path}, line {line}: {key!r} already has a caption")
-            table[Path(key).name] = text
-    return table
+    """id -> caption of a captions file (any format `fluxbench.captions` reads); a file column (file, path, ...)
+    is preferred to an id column, as clips are matched by file name first."""
+    with errors_as(ScoreError):
+        return caption_files.read_captions(path, id_fields=CAPTION_ID_FIELDS)
 
 
 def match_captions(captions, clips: list[Clip]) -> dict[str, str]:

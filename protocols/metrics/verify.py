@@ -88,7 +88,7 @@ def locate_samples(folder: str | os.PathLike | None) -> tuple[list[Path], Path]:
             clips_dir = clips_dir / "samples"
         if table is None:
             raise VerifyError(f"--samples {folder}: no {SCORES_CSV} in it or beside it")
-    from fluxbench.protocols.metrics.clips import list_audio
+    from fluxbench.audio import list_audio
 
     return list_audio(clips_dir, "fadtk samples"), table
 
