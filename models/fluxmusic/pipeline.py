@@ -33,7 +33,6 @@ from fluxbench.models.fluxmusic.transformer import cast_for_inference, music_ids
 from fluxbench.runtime import content_hash, resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
-RELIANCE_TIMES = (0.7, 0.85, 0.95)  # high noise: where what the caption names is decided, not the denoising
 
 # "paper": the paper's reported setting; "official": the released sample.py.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -341,36 +340,9 @@ class FluxMusicModel(TextToMusicModel):
 
     def caption_reliance(self, waveforms: Sequence[np.ndarray], sample_rate: int, captions: Sequence[str],
                          seed: int = 0) -> float | None:
-        """Relative rise of the rectified-flow loss on these clips at high noise (t = RELIANCE_TIMES, where the
-        sample's content is decided) when the captions are rotated by one, so each clip gets another's."""
-        from fluxbench.audio import resample
+        from fluxbench.models.fluxmusic.reliance import caption_reliance
 
-        if self.objective_name != "rectified_flow" or len(captions) < 2:
-            return None
-        waves = [np.asarray(w, np.float32).reshape(-1) for w in waveforms]
-        if sample_rate != self.sample_rate:
-            waves = [resample(w, sample_rate, self.sample_rate) for w in waves]
-        samples = min(len(w) for w in waves)
-        own = self.encode_text(list(captions), "", 1.0)[0]
-        other = TextConditioning(torch.roll(own.txt, -1, dims=0), torch.roll(own.y, -1, dims=0))
-        losses = {"own": 0.0, "other": 0.0}
-        for start in range(0, len(waves), self.batch_size):
-            rows = slice(start, start + self.batch_size)
-            batch = torch.from_numpy(np.stack([w[:samples] for w in waves[rows]])).to(self.device)
-            with torch.inference_mode():
-                tokens = self.codec.encode(batch).float()
-                count, _, height, width = tokens.shape
-                tokens = patchify(tokens)
-                noise = torch.randn(tokens.shape, generator=torch.Generator().manual_seed(seed + start)).to(self.device)
-                for name, text in (("own", own[rows]), ("other", other[rows])):
-                    text = text.to(self.device, torch.float32)
-                    cond = {"img_ids": music_ids(count, height, width, self.device), "txt": text.txt,
-                            "txt_ids": text_ids(count, text.txt.shape[1], self.device), "y": text.y}
-                    for t in RELIANCE_TIMES:
-                        time = torch.full((count,), t, device=self.device)
-                        loss = self.objective.training_loss(self.transformer, tokens, cond, t=time, noise=noise)
-                        losses[name] += float(loss) * count
-        return losses["other"] / max(losses["own"], 1e-12) - 1.0
+        return caption_reliance(self, waveforms, sample_rate, captions, seed)
 
     def noise(self, seeds: Sequence[int], shape: tuple[int, int, int]) -> torch.Tensor:
         """Starting latents [B, C, H, W], one CPU generator per seed (independent of device and batching)."""
