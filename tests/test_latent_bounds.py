@@ -126,20 +126,26 @@ def test_training_records_the_range_of_its_training_latents(trained):
     np.testing.assert_allclose(spec["latent_bounds"]["high"], latents.max(axis=(0, 2)), rtol=0, atol=1e-5)
 
 
-def _with_bounds(trained, tmp_path, low: float, high: float):
+def _copy_with_spec(trained, folder, edit):
+    """The trained model folder copied to `folder` with its fluxmusic.json changed by `edit`, loaded."""
     from fluxbench.models.fluxmusic.pipeline import FluxMusicModel
 
-    folder, _ = trained
-    copy = tmp_path / "model"
-    copy.mkdir()
-    for path in folder.iterdir():
+    folder.mkdir()
+    for path in trained[0].iterdir():
         if path.is_file():
-            copy.joinpath(path.name).write_bytes(path.read_bytes())
-    spec = json.loads((copy / "fluxmusic.json").read_text())
-    shape = np.asarray(spec["latent_bounds"]["low"]).shape
-    spec["latent_bounds"] = {"low": np.full(shape, low).tolist(), "high": np.full(shape, high).tolist()}
-    (copy / "fluxmusic.json").write_text(json.dumps(spec))
-    return FluxMusicModel.from_folder(copy, device="cpu")
+            folder.joinpath(path.name).write_bytes(path.read_bytes())
+    spec = json.loads((folder / "fluxmusic.json").read_text())
+    edit(spec)
+    (folder / "fluxmusic.json").write_text(json.dumps(spec))
+    return FluxMusicModel.from_folder(folder, device="cpu")
+
+
+def _with_bounds(trained, tmp_path, low: float, high: float):
+    def narrow(spec):
+        shape = np.asarray(spec["latent_bounds"]["low"]).shape
+        spec["latent_bounds"] = {"low": np.full(shape, low).tolist(), "high": np.full(shape, high).tolist()}
+
+    return _copy_with_spec(trained, tmp_path / "model", narrow)
 
 
 def test_generation_clamps_to_the_recorded_range_by_default(trained, tmp_path):
@@ -160,18 +166,9 @@ def test_generation_clamps_to_the_recorded_range_by_default(trained, tmp_path):
 
 
 def test_folders_without_a_range_sample_as_before_and_refuse_clamping(trained, tmp_path):
-    from fluxbench.models.fluxmusic.pipeline import FluxMusicModel, GenerationError
+    from fluxbench.models.fluxmusic.pipeline import GenerationError
 
-    folder, _ = trained
-    spec = json.loads((folder / "fluxmusic.json").read_text())
-    del spec["latent_bounds"]
-    copy = tmp_path / "old"
-    copy.mkdir()
-    for path in folder.iterdir():
-        if path.is_file():
-            copy.joinpath(path.name).write_bytes(path.read_bytes())
-    (copy / "fluxmusic.json").write_text(json.dumps(spec))
-    model = FluxMusicModel.from_folder(copy, device="cpu")
+    model = _copy_with_spec(trained, tmp_path / "old", lambda spec: spec.pop("latent_bounds"))
     assert "clamp_x0" not in model.settings(duration=1.0)  # clip identities of such models are unchanged
     with pytest.raises(GenerationError, match="clamp_x0 needs the training latents' range"):
         model.resolve_settings(duration=1.0, clamp_x0=True)
