@@ -174,6 +174,14 @@ def test_folders_without_a_range_sample_as_before_and_refuse_clamping(trained, t
         model.resolve_settings(duration=1.0, clamp_x0=True)
 
 
+def test_a_bad_range_in_a_model_folder_names_the_file_and_field(trained, tmp_path):
+    def inverted(spec):
+        spec["latent_bounds"]["low"][0][0] = spec["latent_bounds"]["high"][0][0] + 1.0
+
+    with pytest.raises(CodecError, match=r"fluxmusic\.json: latent_bounds: values must be finite with low <= high"):
+        _copy_with_spec(trained, tmp_path / "bad", inverted)
+
+
 def test_generate_command_records_the_clamp_and_can_turn_it_off(trained, tmp_path):
     from fluxbench.cli import main as cli
 

@@ -73,7 +73,7 @@ class FluxMusicModel(TextToMusicModel):
                  checksums: dict[str, str] | None = None, device: str | torch.device | None = None,
                  dtype: str | torch.dtype | None = None, keep_text_encoders: bool = False,
                  preset: str = "paper", batch_size: int = 4, batched_guidance: bool = True,
-                 latent_bounds: dict[str, Any] | None = None) -> None:
+                 latent_bounds: LatentBounds | None = None) -> None:
         config: FluxMusicConfig = transformer.config
         self.config = config
         self.device = resolve_device(device)
@@ -98,8 +98,7 @@ class FluxMusicModel(TextToMusicModel):
                                   f"codec gives {codec.latent_channels} latent channels (x4 per 2x2 patch)")
         # The per-(channel, frequency) range of the training latents, recorded by training; None for folders
         # without one (the official checkpoints), which then sample unclamped.
-        self.latent_bounds = None if latent_bounds is None else LatentBounds.from_spec(
-            latent_bounds, codec.latent_channels, f"{name}: latent_bounds")
+        self.latent_bounds = latent_bounds
 
     # ---- construction -----------------------------------------------------------------------------------
     @classmethod
@@ -169,7 +168,7 @@ class FluxMusicModel(TextToMusicModel):
                     use_t5: bool = True, use_clap: bool = True, device: str | torch.device | None = None,
                     **options: Any) -> "FluxMusicModel":
         """A trained-model folder (fluxmusic.json + transformer.safetensors [+ conditioner.safetensors])."""
-        from fluxbench.models.fluxmusic.checkpoint import load_model_folder
+        from fluxbench.models.fluxmusic.checkpoint import SPEC_FILE, load_model_folder
 
         folder = Path(folder)
         spec = _folder_spec(folder)
@@ -189,7 +188,9 @@ class FluxMusicModel(TextToMusicModel):
             checksums.update(conditioner.checksums())
         checksums.update({part: weights.checksum(path) for part, path in getattr(codec, "sources", {}).items()})
         model = cls(transformer, conditioner, codec, objective=spec.get("objective", "rectified_flow"),
-                    objective_options=spec.get("objective_options"), latent_bounds=spec.get("latent_bounds"),
+                    objective_options=spec.get("objective_options"),
+                    latent_bounds=None if "latent_bounds" not in spec else LatentBounds.from_spec(
+                        spec["latent_bounds"], codec.latent_channels, f"{folder / SPEC_FILE}: latent_bounds"),
                     name=spec.get("name") or folder.name, checksums=checksums, device=device, **options)
         if isinstance(spec.get("training"), dict):
             model._provenance["training"] = dict(spec["training"])
@@ -218,8 +219,7 @@ class FluxMusicModel(TextToMusicModel):
         model = FluxMusicModel(transformer, conditioner, self.codec, self.objective_name, self.objective.options(),
                                name=f"{self.name}-untrained", device=self.device, dtype=self.dtype,
                                keep_text_encoders=self.keep_text_encoders, batch_size=self.batch_size,
-                               batched_guidance=self.batched_guidance,
-                               latent_bounds=self.latent_bounds.spec() if self.latent_bounds else None)
+                               batched_guidance=self.batched_guidance, latent_bounds=self.latent_bounds)
         model.preset = dict(self.preset)
         return model
 
