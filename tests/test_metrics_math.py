@@ -154,6 +154,25 @@ def test_clip_level_bootstrap_keeps_frames_of_a_clip_together():
     assert clustered.std > 1.5 * naive.std  # frames are not independent samples
 
 
+def test_two_stage_eigenvalues_agree_with_mrrr_and_either_path_gives_the_same_distance(monkeypatch):
+    from scipy.linalg import lapack
+
+    from fluxbench.protocols.metrics import frechet
+
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((400, 96)), rng.standard_normal((300, 96)) @ rng.standard_normal((96, 96)) * 0.3
+    scatter = a.T @ a
+    two_stage = frechet.two_stage_eigenvalues(np.tril(scatter))  # the lower triangle is all it reads
+    if two_stage is None:
+        pytest.skip("this scipy build does not export LAPACK's dsyev_2stage")
+    mrrr = lapack.dsyevr(scatter, compute_v=0, lower=1)[0]
+    np.testing.assert_allclose(np.sort(two_stage), np.sort(mrrr), rtol=0, atol=1e-12 * mrrr.max())
+    fast = frechet.frechet_distance(a, b)
+    monkeypatch.setattr(frechet, "_TWO_STAGE", [None])  # as on a build without the routine
+    assert frechet.frechet_distance(a, b) == pytest.approx(fast, rel=1e-12)
+    assert frechet.frechet_distance(a, b, method="sqrtm") == pytest.approx(fast, rel=1e-9)
+
+
 def test_frechet_inf_removes_the_small_sample_bias():
     rng = np.random.default_rng(9)
     dim = 16

@@ -17,6 +17,8 @@ float64 (on the CPU all in one BLAS/LAPACK, scipy's, so that no two thread pools
   eigenvalues are those of the small Gram matrix Z S_other Z^T (exact; the rank-deficient case where sqrtm
   loses about 1e-8 relative);
 - otherwise an eigendecomposition of S1, negative round-off eigenvalues clipped at 0.
+Eigenvalues come from LAPACK's two-stage reduction (`two_stage_eigenvalues`) where scipy's bundled OpenBLAS exports
+it, else from `syevr`.
 `method="sqrtm"` reproduces the reference computation (scipy) for audits. Many resamples of the same rows (the
 bootstrap) go through `frechet_resampling`.
 """
@@ -296,10 +298,12 @@ def _sum_sqrt_eigenvalues(symmetric: np.ndarray, drop_smallest: int = 0) -> floa
     from scipy.linalg import lapack
 
     # scipy's LAPACK (the BLAS of the products before it: torch's MKL or numpy's OpenBLAS would bring a second
-    # thread pool whose spinning workers take cores from the first); MRRR, eigenvalues only, lower triangle.
-    eigenvalues, _, _, _, failed = lapack.dsyevr(symmetric, compute_v=0, lower=1)
-    if failed != 0:
-        raise FrechetInputError(f"LAPACK syevr failed (info {failed})")
+    # thread pool whose spinning workers take cores from the first); eigenvalues only, lower triangle.
+    eigenvalues = two_stage_eigenvalues(symmetric)
+    if eigenvalues is None:  # MRRR
+        eigenvalues, _, _, _, failed = lapack.dsyevr(symmetric, compute_v=0, lower=1)
+        if failed != 0:
+            raise FrechetInputError(f"LAPACK syevr failed (info {failed})")
     return float(np.sqrt(np.clip(np.sort(eigenvalues)[drop_smallest:], 0, None)).sum())
 
 
@@ -308,3 +312,46 @@ def _warn_rank_deficient(rows: int, dim: int) -> None:
         f"Frechet distance from {rows} rows in {dim} dimensions: the covariance is rank-deficient (N < d), so "
         "the value is biased and unstable; compare only numbers computed with the same N",
         UnreliableEstimateWarning, stacklevel=4)
+
+
+_TWO_STAGE: list = []  # the located routine (or None), looked up once
+
+
+def two_stage_eigenvalues(symmetric: np.ndarray) -> np.ndarray | None:
+    """Eigenvalues of a symmetric matrix (lower triangle read) by LAPACK's two-stage tridiagonal reduction,
+    `dsyev_2stage`: its first stage runs in matrix-matrix products, about a quarter faster than the one-stage
+    reduction at d = 2048. scipy does not wrap it, but the OpenBLAS bundled in scipy's wheels exports it;
+    None where that library or routine is not found (the caller then uses syevr)."""
+    import ctypes
+
+    if not _TWO_STAGE:
+        _TWO_STAGE.append(_locate_two_stage(ctypes))
+    routine = _TWO_STAGE[0]
+    if routine is None:
+        return None
+    work = np.array(symmetric, dtype=np.float64, order="F")  # overwritten by the reduction
+    eigenvalues = np.empty(work.shape[0])
+    column_major = 102
+    failed = routine(column_major, b"N", b"L", work.shape[0], work.ctypes.data, work.shape[0],
+                     eigenvalues.ctypes.data)
+    if failed != 0:
+        raise FrechetInputError(f"LAPACK syev_2stage failed (info {failed})")
+    return eigenvalues
+
+
+def _locate_two_stage(ctypes):
+    from pathlib import Path
+
+    import scipy
+
+    for library in sorted((Path(scipy.__file__).parent.parent / "scipy.libs").glob("libscipy_openblas*")):
+        try:
+            routine = getattr(ctypes.CDLL(str(library)), "scipy_LAPACKE_dsyev_2stage")
+        except (OSError, AttributeError):
+            continue
+        routine.restype = ctypes.c_int
+        routine.argtypes = [ctypes.c_int, ctypes.c_char, ctypes.c_char, ctypes.c_int, ctypes.c_void_p,
+                            ctypes.c_int, ctypes.c_void_p]
+        return routine
+    return None
+
