@@ -21,6 +21,7 @@ from fluxbench import FluxbenchError, weights
 from fluxbench.audio import MEL_BINS, MEL_HOP, MEL_N_FFT, MEL_SAMPLE_RATE, MEL_WINDOW, audioldm2_normalize, \
     mel_filterbank, mel_spectrogram
 from fluxbench.models.fluxmusic import weight_sources
+from fluxbench.models.fluxmusic.transformer import patchify
 
 PATCH = 2  # the transformer's 2x2 patches: latent height and width must be even
 
@@ -95,8 +96,6 @@ class LatentBounds:
     def tokens(self, height: int, width: int, device: torch.device | str = "cpu"
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """(low, high) in the transformer's token layout [1, N, 4C] for a [C, height, width] latent."""
-        from fluxbench.models.fluxmusic.transformer import patchify
-
         if self.low.shape[1] != width:
             raise CodecError(f"the recorded latent range is {self.low.shape[1]} wide; this latent is {width}")
         return tuple(patchify(plane[None, :, None, :].expand(1, -1, height, -1).contiguous()).to(device)

@@ -29,6 +29,7 @@ from fluxbench.models.fluxmusic.configs import CHECKPOINT_FILES, FluxMusicConfig
 from fluxbench.models.fluxmusic.flow import get_objective
 from fluxbench.models.fluxmusic.latent import (AudioLDM2Codec, LatentBounds, LatentCodec, build_codec,
                                                codec_weight_requests)
+from fluxbench.models.fluxmusic.reliance import caption_reliance
 from fluxbench.models.fluxmusic.transformer import cast_for_inference, music_ids, patchify, text_ids, unpatchify
 from fluxbench.runtime import content_hash, resolve_device, resolve_dtype
 
@@ -340,8 +341,6 @@ class FluxMusicModel(TextToMusicModel):
 
     def caption_reliance(self, waveforms: Sequence[np.ndarray], sample_rate: int, captions: Sequence[str],
                          seed: int = 0) -> float | None:
-        from fluxbench.models.fluxmusic.reliance import caption_reliance
-
         return caption_reliance(self, waveforms, sample_rate, captions, seed)
 
     def noise(self, seeds: Sequence[int], shape: tuple[int, int, int]) -> torch.Tensor:

@@ -25,6 +25,7 @@ bootstrap) go through `frechet_resampling`.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -314,19 +315,12 @@ def _warn_rank_deficient(rows: int, dim: int) -> None:
         UnreliableEstimateWarning, stacklevel=4)
 
 
-_TWO_STAGE: list = []  # the located routine (or None), looked up once
-
-
 def two_stage_eigenvalues(symmetric: np.ndarray) -> np.ndarray | None:
     """Eigenvalues of a symmetric matrix (lower triangle read) by LAPACK's two-stage tridiagonal reduction,
     `dsyev_2stage`: its first stage runs in matrix-matrix products, about a quarter faster than the one-stage
     reduction at d = 2048. scipy does not wrap it, but the OpenBLAS bundled in scipy's wheels exports it;
     None where that library or routine is not found (the caller then uses syevr)."""
-    import ctypes
-
-    if not _TWO_STAGE:
-        _TWO_STAGE.append(_locate_two_stage(ctypes))
-    routine = _TWO_STAGE[0]
+    routine = _two_stage_routine()
     if routine is None:
         return None
     work = np.array(symmetric, dtype=np.float64, order="F")  # overwritten by the reduction
@@ -339,7 +333,10 @@ def two_stage_eigenvalues(symmetric: np.ndarray) -> np.ndarray | None:
     return eigenvalues
 
 
-def _locate_two_stage(ctypes):
+@functools.cache
+def _two_stage_routine():
+    """LAPACKE_dsyev_2stage from the OpenBLAS in scipy's wheel, looked up once; None when absent."""
+    import ctypes
     from pathlib import Path
 
     import scipy
@@ -354,4 +351,3 @@ def _locate_two_stage(ctypes):
                             ctypes.c_int, ctypes.c_void_p]
         return routine
     return None
-
