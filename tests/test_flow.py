@@ -257,3 +257,67 @@ def test_logit_normal_location_moves_training_towards_high_noise_and_is_recorded
     assert get_objective("rectified_flow", **shifted.options()).time_location == 1.0
     with pytest.raises(FluxbenchError, match="time_location must be a finite number"):
         RectifiedFlow(time_location=float("nan"))
+
+
+# ---- rectified flow with a clean-sample network ----------------------------------------------------------
+class GaussianSample(GaussianVelocity):
+    """The ideal network of the sample parameterisation: E[x | z_t] = z_t - t E[eps - x | z_t]."""
+
+    def __call__(self, z, img_ids, txt, txt_ids, t, y):
+        velocity = super().__call__(z, img_ids, txt, txt_ids, t, y)
+        return z - t.to(torch.float64).view(-1, *([1] * (z.ndim - 1))) * velocity
+
+
+@pytest.mark.parametrize("solver", RectifiedFlow.solvers)
+def test_sample_prediction_samples_the_same_flow_as_velocity_prediction(solver):
+    mu, s = 0.7, 0.4
+    noise = _noise(5)
+    by_velocity = RectifiedFlow().sample(GaussianVelocity(mu, s), noise, COND, steps=16, solver=solver)
+    by_sample = RectifiedFlow(prediction="sample").sample(GaussianSample(mu, s), noise, COND, steps=16,
+                                                          solver=solver)
+    if solver == "heun":  # its last step is Euler's, where the sample parameterisation has no velocity at t = 0
+        euler = RectifiedFlow(prediction="sample").sample(GaussianSample(mu, s), noise, COND, steps=16)
+        error, euler_error = ((run - (mu + s * noise)).abs().max() for run in (by_sample, euler))
+        assert error < 0.02 and error < 0.5 * euler_error, (error, euler_error)
+    else:
+        torch.testing.assert_close(by_sample, by_velocity, atol=1e-12, rtol=0)
+    # read as a velocity, the clean-sample output would be another field entirely
+    misread = RectifiedFlow().sample(GaussianSample(mu, s), noise, COND, steps=16, solver=solver)
+    assert (misread - by_velocity).abs().max() > 0.1
+
+
+def test_sample_prediction_lands_on_the_prediction_at_the_last_euler_step():
+    target = _noise(7)
+    constant = lambda z, img_ids, txt, txt_ids, t, y: target.expand_as(z)  # noqa: E731
+    for steps in (1, 3, 25):
+        final = RectifiedFlow(prediction="sample").sample(constant, _noise(8), COND, steps=steps)
+        torch.testing.assert_close(final, target, atol=1e-12, rtol=0)
+
+
+def test_sample_prediction_loss_is_the_velocity_error_with_a_clipped_divisor():
+    x0, noise, output = _noise(1), _noise(2), _noise(3)
+    t = torch.tensor([0.01, 0.3, 0.9], dtype=torch.float64)
+    zt = (1 - t.view(-1, 1, 1)) * x0 + t.view(-1, 1, 1) * noise
+    flow = RectifiedFlow(prediction="sample")
+    loss = flow.training_loss(lambda *args: output, x0, COND, t=t, noise=noise)
+    divisor = t.clamp(min=flow.min_loss_divisor).view(-1, 1, 1)
+    expected = ((((zt - output) - (zt - x0)) / divisor) ** 2).mean(dim=(1, 2)).mean()
+    torch.testing.assert_close(loss, expected)
+    # above the clip it is exactly the velocity error of the implied velocity
+    high = torch.tensor([0.3, 0.5, 0.9], dtype=torch.float64)
+    zt = (1 - high.view(-1, 1, 1)) * x0 + high.view(-1, 1, 1) * noise
+    implied = flow.velocity(output, zt, high)
+    torch.testing.assert_close(flow.training_loss(lambda *args: output, x0, COND, t=high, noise=noise),
+                               ((implied - (noise - x0)) ** 2).mean(dim=(1, 2)).mean())
+    # the ideal network has zero loss only at its own target: x, not noise - x
+    assert flow.training_loss(lambda *args: x0, x0, COND, t=high, noise=noise).item() == 0.0
+    assert RectifiedFlow().training_loss(lambda *args: x0, x0, COND, t=high, noise=noise).item() > 0.5
+
+
+def test_sample_prediction_is_recorded_and_checked():
+    flow = RectifiedFlow(time_location=1.0, prediction="sample")
+    assert flow.options() == {"time_sampling": "logit_normal", "time_location": 1.0, "prediction": "sample"}
+    assert get_objective("rectified_flow", **flow.options()).prediction == "sample"
+    assert "prediction" not in RectifiedFlow().options()  # folders of the official rule keep their options
+    with pytest.raises(FluxbenchError, match="unknown prediction 'noise'"):
+        RectifiedFlow(prediction="noise")

@@ -120,6 +120,25 @@ def test_loss_falls_and_ddpm_objective_trains(tmp_path, manifest):
     assert spec["objective_options"] == {"train_steps": 1000, "beta_start": 1e-4, "beta_end": 0.02}
 
 
+def test_sample_prediction_trains_and_is_what_the_model_folder_samples_with(tmp_path, manifest):
+    from fluxbench.models.fluxmusic.pipeline import FluxMusicModel
+
+    out = train(tiny_config(manifest, tmp_path / "x", prediction="sample", time_location=1.0, steps=30,
+                            global_batch=4, micro_batch=4, save_every=30), progress=False)
+    losses = [r["loss"] for r in read_losses(out)]
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+    _, spec = load_model_folder(out)
+    assert spec["objective_options"] == {"time_sampling": "logit_normal", "time_location": 1.0,
+                                         "prediction": "sample"}
+    model = FluxMusicModel.from_folder(out, device="cpu")
+    assert model.objective.prediction == "sample"
+    assert model.generate(["a slow piano melody"], duration=CLIP_SECONDS, seed=0, steps=2).waveforms.shape[-1] > 0
+    for bad, message in (({"prediction": "noise"}, "prediction 'noise'"),
+                         ({"prediction": "sample", "objective": "ddpm"}, "needs objective rectified_flow")):
+        with pytest.raises(TrainingError, match=message):
+            train(tiny_config(manifest, tmp_path / "bad", **bad), progress=False)
+
+
 def test_bf16_autocast_path_trains(tmp_path, manifest):
     out = train(tiny_config(manifest, tmp_path / "bf16", precision="bf16", steps=2, save_every=2), progress=False)
     losses = [r["loss"] for r in read_losses(out)]

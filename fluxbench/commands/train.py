@@ -15,10 +15,10 @@ from fluxbench.inputs import (existing_dir, existing_file, finite_float, non_neg
                               unit_interval)
 
 # CLI option -> TrainConfig field, for options that map one to one.
-_FIELDS = ["manifest", "out", "size", "init", "duration", "objective", "time_sampling", "time_location", "steps",
-           "global_batch", "micro_batch", "lr", "weight_decay", "warmup_steps", "grad_clip", "ema_decay", "ema_every",
-           "null_prob", "precision", "seed", "save_every", "keep_checkpoints", "cache_dir", "weights_dir", "sample_steps",
-           "guidance"]
+_FIELDS = ["manifest", "out", "size", "init", "duration", "objective", "time_sampling", "time_location", "prediction",
+           "steps", "global_batch", "micro_batch", "lr", "weight_decay", "warmup_steps", "grad_clip", "ema_decay",
+           "ema_every", "null_prob", "precision", "seed", "save_every", "keep_checkpoints", "cache_dir", "weights_dir",
+           "sample_steps", "guidance"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     objective.add_argument("--time-location", type=finite_float,
                            help="location of the logit-normal t (default 0, as the official code; > 0 trains "
                                 "more at high noise)")
+    objective.add_argument("--prediction", choices=["velocity", "sample"],
+                           help="what the rectified-flow network outputs: velocity (default, as the official "
+                                "code) or the clean sample, read as the velocity (z_t - x) / t")
     objective.add_argument("--null-prob", type=unit_interval, help="per-encoder null-embedding dropout (default 0.1)")
     optimiser = parser.add_argument_group("optimisation")
     optimiser.add_argument("--steps", type=positive_int, help="optimiser steps (default 200000)")

@@ -4,7 +4,8 @@ Two objectives share one interface (`training_loss`, `sample`), so the paper's T
 flow vs DDPM/DDIM, same network and budget) is a one-flag switch:
 
 - `RectifiedFlow`: the official training rule. t in [0, 1] with t = 1 pure noise; z_t = (1 - t) x + t eps; the
-  network predicts the velocity eps - x; loss = mean squared error per sample, averaged over the batch. t is
+  network predicts the velocity eps - x (or, with `prediction="sample"`, the clean sample x, turned into the
+  velocity (z_t - x) / t so that loss and sampler are unchanged); loss = mean squared error per sample, averaged over the batch. t is
   logit-normal (sigmoid of a normal, location 0 and scale 1 the official default; a positive location spends
   more of training at high noise, where what the caption names is decided, as in SD3's logit-normal(m, s)) or
   uniform. Sampling integrates the ODE
@@ -119,18 +120,40 @@ class RectifiedFlow(_Objective):
     solvers = ("euler", "heun", "midpoint")
     default_solver = "euler"
 
-    def __init__(self, time_sampling: str = "logit_normal", time_location: float = 0.0) -> None:
+    predictions = ("velocity", "sample")
+    # The sample parameterisation's velocity error is the sample error over t; in training t is clipped to
+    # this (as JiT clips it), so that a rare near-clean draw cannot dominate a batch's loss.
+    min_loss_divisor = 0.05
+
+    def __init__(self, time_sampling: str = "logit_normal", time_location: float = 0.0,
+                 prediction: str = "velocity") -> None:
+        if prediction not in self.predictions:
+            raise FluxbenchError(f"unknown prediction {prediction!r}; expected one of {list(self.predictions)}")
         if time_sampling not in ("logit_normal", "uniform"):
             raise FluxbenchError(f"unknown time sampling {time_sampling!r}; expected 'logit_normal' or 'uniform'")
         if not (isinstance(time_location, (int, float)) and math.isfinite(time_location)):
             raise FluxbenchError(f"time_location must be a finite number, got {time_location!r}")
         self.time_sampling, self.time_location = time_sampling, float(time_location)
+        self.prediction = prediction
 
     def options(self) -> dict:
         """The constructor arguments, so `get_objective(name, **options())` rebuilds this objective."""
-        if self.time_location:  # omitted at the default, so older model folders keep their exact options
-            return {"time_sampling": self.time_sampling, "time_location": self.time_location}
-        return {"time_sampling": self.time_sampling}
+        options = {"time_sampling": self.time_sampling}
+        # omitted at their defaults, so older model folders keep their exact options
+        if self.time_location:
+            options["time_location"] = self.time_location
+        if self.prediction != "velocity":
+            options["prediction"] = self.prediction
+        return options
+
+    def velocity(self, output: torch.Tensor, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The velocity the network's output stands for. With `prediction="sample"` the network outputs the
+        clean sample x (Li & He 2025, "Back to Basics: Let Denoising Generative Models Denoise"): z_t =
+        (1 - t) x + t eps gives v = (z_t - x) / t. A small network then outputs the clean log-mel, a smooth
+        function of the caption, instead of carrying the noise through its residual stream."""
+        if self.prediction == "velocity":
+            return output
+        return (z - output.to(z.dtype)) / _batch_view(t.to(z.dtype), z)
 
     def sample_times(self, batch: int, device: torch.device | str = "cpu",
                      generator: torch.Generator | None = None) -> torch.Tensor:
@@ -147,8 +170,11 @@ class RectifiedFlow(_Objective):
             noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         t = t.to(x0.dtype)
         zt = (1 - _batch_view(t, x0)) * x0 + _batch_view(t, x0) * noise
-        velocity = _predict(model, zt, t, cond)
-        return _per_sample_mse(noise - x0, velocity).mean()
+        output = _predict(model, zt, t, cond)
+        if self.prediction == "velocity":
+            return _per_sample_mse(noise - x0, output).mean()
+        # ((z_t - x_hat) - (z_t - x)) / t: the velocity error of a sample prediction
+        return (_per_sample_mse(x0, output) / t.clamp(min=self.min_loss_divisor) ** 2).mean()
 
     def trajectory(self, model: Callable, noise: torch.Tensor, cond: dict, uncond: dict | None = None,
                    guidance: float = 3.5, steps: int = 50, solver: str | None = None,
@@ -162,8 +188,10 @@ class RectifiedFlow(_Objective):
         batch = noise.shape[0]
 
         def velocity_at(state: torch.Tensor, time: float) -> torch.Tensor:
-            velocity = _guided(model, state, torch.full((batch,), time, device=noise.device, dtype=noise.dtype),
-                               cond, uncond, guidance, batched_guidance)
+            times = torch.full((batch,), time, device=noise.device, dtype=noise.dtype)
+            # guidance mixes outputs; the velocity is affine in a sample prediction, so mixing either is the same
+            velocity = self.velocity(_guided(model, state, times, cond, uncond, guidance, batched_guidance),
+                                     state, times)
             if x0_bounds is None or time == 0:
                 return velocity
             # z_t = (1 - t) x0 + t noise and v = noise - x0 give x0 = z_t - t v; the velocity that lands on
@@ -176,7 +204,9 @@ class RectifiedFlow(_Objective):
             i = steps - index  # i = N..1, t = i/N, as in the official loop
             t_now, t_next = i / steps, (i - 1) / steps
             velocity = velocity_at(z, t_now)
-            if solver == "heun":
+            # A sample prediction's velocity (z - x) / t is undefined at t = 0, so its last step is Euler's
+            # (EDM's Heun ends the same way).
+            if solver == "heun" and (t_next > 0 or self.prediction == "velocity"):
                 predicted = z - dt * velocity
                 velocity = 0.5 * (velocity + velocity_at(predicted, t_next))
             elif solver == "midpoint":
@@ -265,7 +295,7 @@ OBJECTIVES = {"rectified_flow": RectifiedFlow, "ddpm": DDPM}
 
 
 def get_objective(name: str, **options) -> RectifiedFlow | DDPM:
-    """"rectified_flow" (options: time_sampling, time_location) or "ddpm" (options: train_steps, beta_start,
+    """"rectified_flow" (options: time_sampling, time_location, prediction) or "ddpm" (options: train_steps, beta_start,
     beta_end)."""
     if name not in OBJECTIVES:
         raise FluxbenchError(f"unknown objective {name!r}; expected one of {list(OBJECTIVES)}")

@@ -9,6 +9,7 @@ from typing import Any
 from fluxbench import FluxbenchError
 
 LR_SCHEDULES = ("constant", "cosine")
+PREDICTIONS = ("velocity", "sample")
 
 
 class TrainingError(FluxbenchError):
@@ -31,6 +32,7 @@ class TrainConfig:
     objective: str = "rectified_flow"
     time_sampling: str = "logit_normal"
     time_location: float = 0.0  # logit-normal location: > 0 trains more at high noise
+    prediction: str = "velocity"  # rectified flow's network output: "velocity" (official) or "sample"
     steps: int = 200_000
     global_batch: int = 128
     micro_batch: int = 8
@@ -86,6 +88,11 @@ class TrainConfig:
             raise TrainingError("training config: null_prob and ema_decay must be in [0, 1], ema_every >= 1")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise TrainingError(f"training config: precision {self.precision!r}; expected auto, bf16 or fp32")
+        if self.prediction not in PREDICTIONS:
+            raise TrainingError(f"training config: prediction {self.prediction!r}; expected one of {PREDICTIONS}")
+        if self.prediction != "velocity" and self.objective != "rectified_flow":
+            raise TrainingError(f"training config: prediction {self.prediction!r} needs objective rectified_flow "
+                                f"(ddpm predicts the noise)")
         if self.lr_schedule not in LR_SCHEDULES:
             raise TrainingError(f"training config: lr_schedule {self.lr_schedule!r}; expected one of {LR_SCHEDULES}")
         if self.save_every < 1 or self.keep_checkpoints < 1:

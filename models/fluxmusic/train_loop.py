@@ -147,7 +147,8 @@ def prepare(config: TrainConfig, device_choice: str, progress: bool) -> Run:
     if config.init:
         transformer.load_state_dict(load_state_dict(config.init, "ema"), strict=True)
     objective = get_objective(config.objective, **(
-        {"time_sampling": config.time_sampling, "time_location": config.time_location}
+        {"time_sampling": config.time_sampling, "time_location": config.time_location,
+         "prediction": config.prediction}
         if config.objective == "rectified_flow" else {}))
     spec["objective_options"] = objective.options()
     step_module = TrainingStep(transformer, objective, null, config.null_prob, text_encoder).to(device)
