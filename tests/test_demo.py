@@ -42,9 +42,10 @@ def test_caption_names_every_attribute():
     assert "100 bpm" in BASE.paraphrases()[1]
 
 
-def test_dynamics_set_the_level():
-    assert np.abs(_render(dynamics="loud")).max() == pytest.approx(0.85, rel=1e-6)
-    assert np.abs(_render(dynamics="soft")).max() == pytest.approx(0.3, rel=1e-6)
+def test_dynamics_set_the_level_with_headroom():
+    # loud peaks at -6 dBFS, so a model within 2x the references' level need not clip
+    assert np.abs(_render(dynamics="loud")).max() == pytest.approx(0.5, rel=1e-6)
+    assert np.abs(_render(dynamics="soft")).max() == pytest.approx(0.18, rel=1e-6)
 
 
 def test_register_moves_the_melody_by_octaves():
@@ -74,7 +75,9 @@ def test_key_and_mode_shape_the_pitch_content():
 
 
 def test_drums_add_broadband_transients_and_tempo_sets_note_rate():
-    without, with_drums = _render(drums=False), _render(drums=True)
+    # timbres whose partials stay below 5 kHz
+    tonal = dict(register="low", melody="flute", chords="pad")
+    without, with_drums = _render(drums=False, **tonal), _render(drums=True, **tonal)
     freqs, quiet = _spectrum(without / np.abs(without).max())
     _, loud = _spectrum(with_drums / np.abs(with_drums).max())
     high = freqs > 5000

@@ -137,7 +137,7 @@ SIZES: dict[str, FluxMusicConfig] = {
     "tiny": FluxMusicConfig(
         vec_in_dim=32, context_in_dim=48, hidden_size=64, num_heads=4, depth=2, depth_single_blocks=2, axes_dim=[4, 6, 6]
     ),
-    # The offline demo: twice as wide as its 64 values per token (1 x 16 mel fold, 2 x 2 patches), since the
+    # The offline demo: as wide as its 128 values per token (2 x 16 mel fold, 2 x 2 patches), since the
     # residual stream must carry the noise it predicts; at tiny's width 64 the 128-value tokens of a 4 x 8
     # fold could not pass through and samples stayed noise.
     "demo": FluxMusicConfig(

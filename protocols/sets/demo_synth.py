@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-SYNTH_VERSION = 2  # bump when rendering changes, so cached clips are not mixed across versions
+SYNTH_VERSION = 3  # bump when rendering changes, so cached clips are not mixed across versions
 SAMPLE_RATE = 16_000
 DURATION = 2.56
 SPLITS = {"train": 1, "heldout": 2}  # separate random streams: held-out clips are never training clips
@@ -26,8 +26,14 @@ MODES = {"major": [0, 2, 4, 5, 7, 9, 11], "minor": [0, 2, 3, 5, 7, 8, 10]}
 # Scale-degree roots of a progression per mode (I-V-vi-IV and i-VI-III-VII).
 PROGRESSIONS = {"major": [0, 4, 5, 3], "minor": [0, 5, 2, 6]}
 TEMPI = {"slow": (66, 80), "moderate": (92, 112), "fast": (126, 144)}
-REGISTERS = {"low": 48, "middle": 60, "high": 72}  # MIDI note of the melody's tonic
-DYNAMICS = {"soft": 0.3, "loud": 0.85}
+# MIDI note of the melody's tonic. Notes start at middle C because the codec's 64-bin mel spreads each bin over
+# ~47 Hz below 1 kHz: a semitone is 8 Hz at C3 and 16 Hz at C4, so an octave lower the latent barely holds
+# which notes sound (an octave lower, a demo model's chroma match was 0.22 against 0.31 here).
+REGISTERS = {"low": 60, "middle": 72, "high": 84}
+CHORD_ROOT = 60  # the chords' register (C4 plus the key), under every melody register but the low one
+# Peak level per dynamic. Loud clips peak at -6 dBFS: a model may render 2x the references' level and still not
+# clip (at a 0.85 peak, demo models 1.2-1.5x too loud clipped 0.2% of their samples; at 0.5 none did).
+DYNAMICS = {"soft": 0.18, "loud": 0.5}
 MELODY_INSTRUMENTS = ["piano", "organ", "flute", "strings", "bell", "guitar"]
 CHORD_INSTRUMENTS = ["piano", "organ", "strings", "pad"]
 MELODY_FIGURE = [0, 2, 4, 7, 4, 2]  # scale degrees, one per beat: tonic triad up to the octave and back
@@ -178,8 +184,8 @@ def render(spec: ClipSpec, rng: np.random.Generator, duration: float = DURATION,
     brightness = 1.6 if spec.dynamics == "loud" else 0.6
     mix = np.zeros(samples)
 
-    # Chords: triads on the progression's degrees, two beats each, an octave below middle C's register.
-    chord_root = 48 + KEYS.index(spec.key)
+    # Chords: triads on the progression's degrees, two beats each.
+    chord_root = CHORD_ROOT + KEYS.index(spec.key)
     chords = np.zeros(samples)
     for index, start_beat in enumerate(np.arange(0, samples / sample_rate / beat, 2.0)):
         degree = PROGRESSIONS[spec.mode][index % 4]
