@@ -115,6 +115,21 @@ def test_mel_codec_spec_round_trip_and_bad_configs():
         MelCodec().decode(torch.zeros(1, 4, 8, 16))
 
 
+def test_mel_codec_floor_clamps_only_below_it_and_is_recorded():
+    wave = torch.from_numpy(_music(0.64))[None]
+    wave[..., wave.shape[-1] // 2:] = 0.0  # silence: the log-mel sits at AudioLDM 2's floor, log 1e-5
+    plain, floored = MelCodec(normalize=False), MelCodec(normalize=False, floor=-8.0)
+    full, clamped = plain.log_mel(plain.encode(wave)), floored.log_mel(floored.encode(wave))
+    assert full.min().item() < -11 and clamped.min().item() == pytest.approx(-8.0, abs=1e-5)
+    above = full > -8.0
+    assert above.any() and (~above).any()
+    torch.testing.assert_close(clamped[above], full[above], atol=1e-5, rtol=0)
+    assert build_codec(floored.spec()).floor == -8.0
+    assert "floor" not in plain.spec()  # folders written without one keep their exact spec
+    with pytest.raises(CodecError, match="floor must be a finite log-mel value"):
+        MelCodec(floor=float("nan"))
+
+
 # ---- AudioLDM 2 VAE + vocoder ---------------------------------------------------------------------------
 def test_audioldm2_codec_latent_is_8_x_256_x_16_for_10_24_s(hub):
     codec = AudioLDM2Codec.load(weights_dir=hub)

@@ -117,13 +117,14 @@ class MelCodec(LatentCodec):
     (64 / freq_fold). The default 2 x 4 fold gives 8 channels and width 16, like the AudioLDM 2 VAE latent, so
     the same transformer configs apply. The log-mel is mapped to about unit scale by (log_mel - offset) / scale.
     With `normalize` (AudioLDM 2's convention) every clip is brought to peak 0.5 first; without it the latent
-    keeps the clip's level, so loudness can be learned and is reproduced by decoding.
+    keeps the clip's level, so loudness can be learned and is reproduced by decoding. `floor` raises the log-mel
+    floor (AudioLDM 2's is log 1e-5 = -11.5), so that a model need not learn how deep inaudible silence is.
     """
 
     kind = "mel"
 
     def __init__(self, time_fold: int = 2, freq_fold: int = 4, offset: float = -5.0, scale: float = 2.5,
-                 griffin_lim_iters: int = 32, normalize: bool = True) -> None:
+                 griffin_lim_iters: int = 32, normalize: bool = True, floor: float | None = None) -> None:
         if MEL_BINS % freq_fold or (MEL_BINS // freq_fold) % PATCH:
             raise CodecError(f"mel codec: freq_fold {freq_fold} must split {MEL_BINS} mel bins into an even width")
         if time_fold < 1 or scale <= 0 or griffin_lim_iters < 1:
@@ -131,12 +132,16 @@ class MelCodec(LatentCodec):
         self.time_fold, self.freq_fold = int(time_fold), int(freq_fold)
         self.offset, self.scale, self.griffin_lim_iters = float(offset), float(scale), int(griffin_lim_iters)
         self.normalize = bool(normalize)
+        if floor is not None and not (isinstance(floor, (int, float)) and math.isfinite(floor)):
+            raise CodecError(f"mel codec: floor must be a finite log-mel value, got {floor!r}")
+        self.floor = None if floor is None else float(floor)
         self.sample_rate = MEL_SAMPLE_RATE
         self.latent_channels = self.time_fold * self.freq_fold
 
     def spec(self) -> dict[str, Any]:
-        return {"kind": self.kind, "time_fold": self.time_fold, "freq_fold": self.freq_fold, "offset": self.offset,
+        spec = {"kind": self.kind, "time_fold": self.time_fold, "freq_fold": self.freq_fold, "offset": self.offset,
                 "scale": self.scale, "griffin_lim_iters": self.griffin_lim_iters, "normalize": self.normalize}
+        return spec if self.floor is None else {**spec, "floor": self.floor}  # older folders keep their spec
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], folder: str | os.PathLike | None = None) -> "MelCodec":
@@ -150,6 +155,8 @@ class MelCodec(LatentCodec):
         _, height, width = self.latent_shape(waves.shape[-1])
         waves = audioldm2_normalize(waves.float()) if self.normalize else waves.float()
         mel = mel_spectrogram(waves, frames=height * self.time_fold)
+        if self.floor is not None:
+            mel = mel.clamp(min=self.floor)
         normalised = (mel - self.offset) / self.scale  # [B, frames, bins]
         batch = normalised.shape[0]
         folded = normalised.reshape(batch, height, self.time_fold, width, self.freq_fold)

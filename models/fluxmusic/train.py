@@ -50,7 +50,9 @@ def demo_config(out: str = DEMO_OUT, clips: int = 512, seed: int = 0, **override
     2.56 s clips; the weight-free mel codec without level normalisation, two frames of 64 mel bins folded into
     32 channels x 4 (32 x 128 x 4, so 128 music tokens of 4 frames x 32 bins: pitch sits in a token's
     channels; half the tokens of a one-frame fold, so 1,600 steps cost what 1,000 did and reached a chroma
-    match of 0.22 against 0.12); the `demo` transformer (width 128); the vocabulary text encoder with a
+    match of 0.22 against 0.12), its log-mel floored at -8 (about 70 dB under a clip's peak: the model no longer
+    spends itself on inaudible depths of silence, and chroma match rose from 0.24 to 0.32, the level from 1.47x
+    to 1.30x the references'); the `demo` transformer (width 128); the vocabulary text encoder with a
     bag-of-words pooled vector, which a short run learns to read where a mean-pooled one is ignored; a
     logit-normal t located at 1, so that more of the run is spent at high noise, where what the caption names
     is decided (caption reliance 0.16 against 0.05 at location 0 in one comparison, chroma match 0.16 against
@@ -68,7 +70,7 @@ def demo_config(out: str = DEMO_OUT, clips: int = 512, seed: int = 0, **override
         out=out, size="demo",
         conditioner={"kind": "vocab", "context_dim": 48, "vector_dim": 32, "max_tokens": 32,
                      "pooling": "bag-of-words"},
-        codec={"kind": "mel", "time_fold": 2, "freq_fold": 16, "normalize": False}, normalize=False,
+        codec={"kind": "mel", "time_fold": 2, "freq_fold": 16, "normalize": False, "floor": -8.0}, normalize=False,
         time_location=1.0, steps=DEMO_STEPS, global_batch=8, micro_batch=8, lr=1e-3, warmup_steps=40,
         lr_schedule="cosine", ema_decay=0.99, ema_every=1, save_every=250, seed=seed, sample_steps=25, guidance=1.5)
     values.update(overrides)
