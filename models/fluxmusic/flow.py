@@ -5,12 +5,12 @@ flow vs DDPM/DDIM, same network and budget) is a one-flag switch:
 
 - `RectifiedFlow`: the official training rule. t in [0, 1] with t = 1 pure noise; z_t = (1 - t) x + t eps; the
   network predicts the velocity eps - x (or, with `prediction="sample"`, the clean sample x, turned into the
-  velocity (z_t - x) / t so that loss and sampler are unchanged); loss = mean squared error per sample, averaged over the batch. t is
-  logit-normal (sigmoid of a normal, location 0 and scale 1 the official default; a positive location spends
-  more of training at high noise, where what the caption names is decided, as in SD3's logit-normal(m, s)) or
-  uniform. Sampling integrates the ODE
-  from t = 1 to t = 0 on the grid t = i/N (Euler reproduces the official loop; Heun and midpoint are the
-  second-order options at two network calls per step).
+  velocity (z_t - x) / t so that loss and sampler are unchanged); loss = mean squared error per sample,
+  averaged over the batch. t is logit-normal (sigmoid of a normal, location 0 and scale 1 the official
+  default; a positive location spends more of training at high noise, where what the caption names is
+  decided, as in SD3's logit-normal(m, s)) or uniform. Sampling integrates the ODE from t = 1 to t = 0 on
+  the grid t = i/N (Euler reproduces the official loop; Heun and midpoint are the second-order options at two
+  network calls per step).
 - `DDPM`: epsilon prediction on the linear beta schedule of Ho et al. 2020 (beta from 1e-4 to 0.02 over
   1000 steps), sampled with deterministic DDIM (eta = 0). The network's time input is k / 1000 for the
   discrete step k in [0, 999], so the transformer's sinusoidal embedding (which multiplies t by 1000) sees k.
@@ -295,8 +295,8 @@ OBJECTIVES = {"rectified_flow": RectifiedFlow, "ddpm": DDPM}
 
 
 def get_objective(name: str, **options) -> RectifiedFlow | DDPM:
-    """"rectified_flow" (options: time_sampling, time_location, prediction) or "ddpm" (options: train_steps, beta_start,
-    beta_end)."""
+    """"rectified_flow" (options: time_sampling, time_location, prediction) or "ddpm" (options: train_steps,
+    beta_start, beta_end)."""
     if name not in OBJECTIVES:
         raise FluxbenchError(f"unknown objective {name!r}; expected one of {list(OBJECTIVES)}")
     return OBJECTIVES[name](**options)

@@ -2,9 +2,9 @@
 
 Each clip is a melody over a chord accompaniment (optionally with a drum beat). What the caption names is
 what the audio contains, note for note (the melody is a fixed arpeggio figure on the scale, so a model that
-follows the caption can reproduce every pitch): the instruments (additive-synthesis timbres with their own envelopes), the tempo
-(beats per minute), key and mode (the scale and the chord progression), the melody's register (octave)
-and the dynamics (level and brightness). Clip k of a split is a pure function of (seed, split, k).
+follows the caption can reproduce every pitch): the instruments (additive-synthesis timbres with their own
+envelopes), the tempo (beats per minute), key and mode (the scale and the chord progression), the melody's
+register (octave) and the dynamics (level and brightness). Clip k of a split is a pure function of (seed, split, k).
 
 Clips are 2.56 s at 16 kHz by default: a quarter of the paper's 10.24 s, so that a tiny model trains on two
 CPU cores in minutes while a clip still holds a bar or more of music (1.3 to 2.8 bars across the tempi).
