@@ -254,6 +254,37 @@ def test_demo_model_resumes_an_unfinished_training(tmp_path, monkeypatch):
     assert model.name == "fluxmusic-demo"
 
 
+def test_a_demo_model_from_an_older_recipe_is_named_with_what_changed(tmp_path, monkeypatch, caplog):
+    import json
+    import logging
+
+    import fluxbench.models.fluxmusic.train as training
+    from fluxbench.models.fluxmusic.demo import load_demo_model
+
+    monkeypatch.setenv("FLUXBENCH_CACHE", str(tmp_path / "cache"))
+    small = dict(clips=8, steps=2, global_batch=4, micro_batch=4, save_every=2)
+    folder = tmp_path / "demo-model"
+    training.train(training.demo_config(out=str(folder), **small), device_choice="cpu", progress=False)
+    original = training.demo_config
+    with monkeypatch.context() as patch, caplog.at_level(logging.WARNING):
+        patch.setattr(training, "demo_config", lambda out, **extra: original(out=out, **{**small, **extra}))
+        load_demo_model(folder, device="cpu", progress=False)
+    assert "demo recipe changed" not in caplog.text  # trained with the recipe in force: no warning
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        load_demo_model(folder, device="cpu", progress=False)  # today's recipe has batches of 8
+    assert "demo recipe changed (global_batch, micro_batch)" in caplog.text and str(folder) in caplog.text
+
+    config = json.loads((folder / "train.json").read_text())
+    config["manifest"] = config["manifest"].replace("/v", "/v0")  # a corpus version that no longer exists
+    (folder / "train.json").write_text(json.dumps(config))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        load_demo_model(folder, device="cpu", progress=False)
+    assert "demo corpus version" in caplog.text
+
+
 def _no_weights_env(tmp_path, offline=True):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLUXBENCH_", "HF_"))}
     env.update({"HF_HUB_CACHE": str(tmp_path / "hub"), "FLUXBENCH_CACHE": str(tmp_path / "cache")})

@@ -20,6 +20,27 @@ def _finished(spec_path: Path) -> bool:
     return training.get("step", 0) >= training.get("steps", 0)
 
 
+def _recipe_changes(folder: Path) -> list[str]:
+    """What today's demo recipe changed since the finished model in `folder` was trained (empty if nothing)."""
+    import json
+
+    from fluxbench.models.fluxmusic.train import CONFIG_FILE, demo_config
+    from fluxbench.models.fluxmusic.train_loop import settings_differences
+    from fluxbench.protocols.sets.demo_synth import DURATION, SYNTH_VERSION
+
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        return []
+    saved = json.loads(path.read_text())
+    manifest = str(saved.get("manifest", ""))
+    # the manifest path names the corpus version; passing it keeps the corpus from being rendered for a check
+    changes = [k for k in settings_differences(saved, demo_config(out=str(folder), manifest=manifest,
+                                                                  duration=DURATION)) if k != "manifest"]
+    if f"v{SYNTH_VERSION}-seed" not in manifest:
+        changes.append("demo corpus version")
+    return changes
+
+
 def demo_model_folder() -> Path:
     from fluxbench.models.fluxmusic.train import DEMO_OUT
 
@@ -34,7 +55,13 @@ def load_demo_model(folder: str | os.PathLike | None = None, train_if_missing: b
     from fluxbench.models.fluxmusic.pipeline import FluxMusicModel
 
     folder = Path(folder) if folder else demo_model_folder()
-    if not _finished(folder / SPEC_FILE):
+    if _finished(folder / SPEC_FILE):
+        changes = _recipe_changes(folder)
+        if changes:
+            logging.getLogger(__name__).warning(
+                "%s holds a demo model trained before the demo recipe changed (%s); its numbers are not today's "
+                "demo: remove the folder to train the current one", folder, ", ".join(changes))
+    else:
         if not train_if_missing:
             raise FluxbenchError(f"no finished demo model at {folder}; run `fluxbench train --preset demo` first")
         from fluxbench.models.fluxmusic.train import demo_config, train

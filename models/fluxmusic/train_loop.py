@@ -238,6 +238,12 @@ def save(run: Run, seconds: Callable[[], float]) -> None:
                                                   "seconds": round(seconds(), 3)}})
 
 
+def settings_differences(saved_values: dict[str, Any], config: TrainConfig) -> list[str]:
+    """The settings that define a run (`TrainConfig.identity`) in which `config` differs from saved ones."""
+    saved = TrainConfig.from_dict(saved_values).identity()
+    return sorted(k for k, v in config.identity().items() if canonical_json(saved.get(k)) != canonical_json(v))
+
+
 def _check_same_run(out: Path, config: TrainConfig) -> None:
     path = out / CONFIG_FILE
     if not path.is_file():
@@ -247,8 +253,7 @@ def _check_same_run(out: Path, config: TrainConfig) -> None:
     saved_values = read_json(path, "training config")
     if not isinstance(saved_values, dict):
         raise TrainingError(f"{path}: expected a JSON object of training settings")
-    saved = TrainConfig.from_dict(saved_values).identity()
-    differing = sorted(k for k, v in config.identity().items() if canonical_json(saved.get(k)) != canonical_json(v))
+    differing = settings_differences(saved_values, config)
     if differing:
         raise TrainingError(f"{out}: holds a run with different settings ({', '.join(differing)}); "
                             f"use another --out or remove the folder to start over")
