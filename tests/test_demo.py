@@ -42,6 +42,17 @@ def test_caption_names_every_attribute():
     assert "100 bpm" in BASE.paraphrases()[1]
 
 
+def test_corpus_version_is_read_back_from_the_corpus_folder(tmp_path):
+    from fluxbench.protocols.sets.demo import corpus_version
+    from fluxbench.protocols.sets.demo_synth import SYNTH_VERSION
+
+    corpus = DemoSet("train", size=1, seed=3, duration=0.32, root=tmp_path)
+    assert corpus_version(corpus.write_manifest()) == SYNTH_VERSION
+    assert corpus_version(corpus.folder / "demo-train-00000.wav") == SYNTH_VERSION
+    assert corpus_version(tmp_path / "v12-seed0-2.56s" / "train-8.jsonl") == 12
+    assert corpus_version(tmp_path / "train-8.jsonl") is None
+
+
 def test_dynamics_set_the_level_with_headroom():
     # loud peaks at -6 dBFS, so a model within 2x the references' level need not clip
     assert np.abs(_render(dynamics="loud")).max() == pytest.approx(0.5, rel=1e-6)

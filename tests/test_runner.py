@@ -277,7 +277,10 @@ def test_a_demo_model_from_an_older_recipe_is_named_with_what_changed(tmp_path, 
     assert "demo recipe changed (global_batch, micro_batch)" in caplog.text and str(folder) in caplog.text
 
     config = json.loads((folder / "train.json").read_text())
-    config["manifest"] = config["manifest"].replace("/v", "/v0")  # a corpus version that no longer exists
+    from fluxbench.protocols.sets.demo_synth import SYNTH_VERSION
+
+    # a corpus version that no longer exists
+    config["manifest"] = config["manifest"].replace(f"v{SYNTH_VERSION}-seed", f"v{SYNTH_VERSION - 1}-seed")
     (folder / "train.json").write_text(json.dumps(config))
     caplog.clear()
     with caplog.at_level(logging.WARNING):

@@ -1,4 +1,5 @@
-"""The offline demo model: a small FluxMusic (the `demo` size) trained on the synthetic demo corpus, trained on first use."""
+"""The offline demo model: a small FluxMusic (the `demo` size) trained on the synthetic demo corpus on first
+use."""
 
 from __future__ import annotations
 
@@ -22,21 +23,21 @@ def _finished(spec_path: Path) -> bool:
 
 def _recipe_changes(folder: Path) -> list[str]:
     """What today's demo recipe changed since the finished model in `folder` was trained (empty if nothing)."""
-    import json
-
+    from fluxbench.inputs import read_json
     from fluxbench.models.fluxmusic.train import CONFIG_FILE, demo_config
     from fluxbench.models.fluxmusic.train_loop import settings_differences
+    from fluxbench.protocols.sets.demo import corpus_version
     from fluxbench.protocols.sets.demo_synth import DURATION, SYNTH_VERSION
 
     path = folder / CONFIG_FILE
     if not path.is_file():
         return []
-    saved = json.loads(path.read_text())
+    saved = read_json(path, "training config")
     manifest = str(saved.get("manifest", ""))
-    # the manifest path names the corpus version; passing it keeps the corpus from being rendered for a check
+    # passing the saved manifest keeps the corpus from being rendered for a check; its folder names the version
     changes = [k for k in settings_differences(saved, demo_config(out=str(folder), manifest=manifest,
                                                                   duration=DURATION)) if k != "manifest"]
-    if f"v{SYNTH_VERSION}-seed" not in manifest:
+    if corpus_version(manifest) != SYNTH_VERSION:
         changes.append("demo corpus version")
     return changes
 

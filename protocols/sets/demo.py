@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -18,6 +19,16 @@ from fluxbench.protocols.sets.base import EvalSet, SetItem
 from fluxbench.protocols.sets.demo_synth import DURATION, SAMPLE_RATE, SPLITS, SYNTH_VERSION, ClipSpec, make_clip
 
 DEFAULT_SIZES = {"train": 512, "heldout": 32}
+_CORPUS_FOLDER = re.compile(r"v(\d+)-seed-?\d+-.+s")  # the folder name below, which carries the synth version
+
+
+def corpus_version(path: str | os.PathLike) -> int | None:
+    """The synth version of the demo corpus folder that `path` (a clip or manifest) lies in, or None."""
+    for part in reversed(Path(path).parts):
+        match = _CORPUS_FOLDER.fullmatch(part)
+        if match:
+            return int(match.group(1))
+    return None
 
 
 def _render_clip(job: tuple[int, str, int, float, str, str]) -> None:
