@@ -5,7 +5,8 @@
 Runs `fluxbench run` (train the demo model from scratch, generate the held-out clips, score them with the anchor
 rows) in a fresh folder, then prints, per stage, the seconds spent and, per criterion, the measured value and
 the target: clipped samples under 0.1%, level within 0.5-2x the references', chroma match (own prompt's
-reference minus the others) at least 0.10, every attribute accuracy above chance, and the trained row between
+reference minus the others) at least 0.10, every attribute accuracy above chance (one-sided binomial p < 0.01
+against the majority-class rate), and the trained row between
 noise/untrained and the codec floor. Writes bench/results/demo.json.
 """
 
@@ -21,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from fluxbench.anchors import ABOVE_CHANCE_P
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "demo.json"
@@ -38,9 +41,10 @@ def criteria(results: dict) -> list[tuple[str, str, str, bool]]:
         untrained = rows.get("untrained", {}).get("caption_reliance", 0.0)
         table.append(("caption reliance (loss rise, captions swapped)", f"{trained['caption_reliance']:+.1%}",
                       f"> untrained {untrained:+.1%}", trained["caption_reliance"] > untrained))
+    p_values = results["anchors"]["p_values"]["trained"]
     for attribute, level in chance.items():
-        table.append((f"{attribute} accuracy", f"{trained[attribute]:.2f}", f"> chance {level:.2f}",
-                      trained[attribute] > level))
+        table.append((f"{attribute} accuracy", f"{trained[attribute]:.2f} (p {p_values[attribute]:.1g})",
+                      f"> chance {level:.2f}, p < {ABOVE_CHANCE_P:g}", p_values[attribute] < ABOVE_CHANCE_P))
     failed = [c for c, checks in results["anchors"]["verdict"].items() if not all(checks.values())]
     table.append(("between anchors on every column", ", ".join(failed) or "all", "all", not failed))
     return table

@@ -7,12 +7,14 @@ backbone, items and seeds:
 - codec: the references encoded and decoded by the model's own latent codec (the best the model could do);
 - references: the references themselves (attribute columns only: how accurate the estimators are).
 Attribute columns give how often an attribute read back from the audio (fluxbench.protocols.metrics.attributes)
-matches the one the prompt names, with chance (always the most frequent class) shown. "chroma match" is how
+matches the one the prompt names, with chance (always the most frequent class) shown, and the trained row's
+p-value against chance (one-sided binomial: how likely a guesser blind to the audio does as well). "chroma match" is how
 much better a clip's pitch-class profile correlates with its own prompt's reference than with the others
 (about 0 when prompts are ignored); "level / ref." the median RMS ratio to the reference; "caption reliance"
 (trained and untrained rows) how much the model's own training loss on the references rises at high noise when
 each reference gets another's caption (about 0 for a model that does not read its prompt). The verdict says, per
-metric, whether the trained model is better than noise and the untrained model and not better than the codec.
+metric, whether the trained model is better than noise and the untrained model and not better than the codec,
+and per attribute whether it beats chance at p < ABOVE_CHANCE_P.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 
 ANCHOR_DIR = "anchors"
 FIT_CLIPS = 128  # labelled training-split clips the attribute estimators are fitted on
+ABOVE_CHANCE_P = 0.01  # an attribute counts as followed when chance does as well less often than this
 ROWS = ("trained", "untrained", "noise", "codec", "references")
 SIGNAL_COLUMNS = {"chroma_match": "chroma match", "level_ratio": "level / ref.",
                   "caption_reliance": "caption reliance"}
@@ -129,21 +132,23 @@ def level_ratio(waves: Sequence[np.ndarray], references: Sequence[np.ndarray]) -
 
 
 def attribute_rows(folders: Mapping[str, Path], ids: Sequence[str], labels: Mapping[str, Mapping[str, str]],
-                   estimator, reference_dir: Path) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+                   estimator, reference_dir: Path
+                   ) -> tuple[dict[str, dict[str, float]], dict[str, float], dict[str, dict[str, float]]]:
     """Per row: attribute accuracy against the prompts' labels, the chroma match and level ratio against the
-    references; and the chance level per attribute."""
+    references; the chance level per attribute; per row, each attribute's p-value against chance."""
     from fluxbench.protocols.metrics.attributes import SAMPLE_RATE, accuracy, clip_features
 
     truth = [labels[i] for i in ids]
     references = _read(reference_dir, ids, SAMPLE_RATE)
-    rows, chance = {}, {}
+    rows, chance, p_values = {}, {}, {}
     for name, folder in folders.items():
         waves = _read(folder, ids, SAMPLE_RATE)
         table = accuracy([estimator.predict(clip_features(w)) for w in waves], truth)
         rows[name] = {"chroma_match": chroma_match(waves, references), "level_ratio": level_ratio(waves, references),
                       **{attribute: entry["accuracy"] for attribute, entry in table.items()}}
         chance = {attribute: entry["chance"] for attribute, entry in table.items()}
-    return rows, chance
+        p_values[name] = {attribute: entry["p_value"] for attribute, entry in table.items()}
+    return rows, chance, p_values
 
 
 def fit_estimator(eval_set):
@@ -158,9 +163,12 @@ def fit_estimator(eval_set):
     return AttributeEstimator.fit([clip_features(w) for w in waves], [labels[i] for i in ids])
 
 
-def verdict(rows: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, bool]]:
-    """Per column: is "trained" better than noise and untrained, and not better than the codec floor?"""
+def verdict(rows: Mapping[str, Mapping[str, float]], p_values: Mapping[str, float] | None = None
+            ) -> dict[str, dict[str, bool]]:
+    """Per column: is "trained" better than noise and untrained, and not better than the codec floor? Per
+    attribute with a p-value in `p_values`: does it beat chance at p < ABOVE_CHANCE_P?"""
     out = {}
+    p_values = p_values or {}
     trained = rows.get("trained", {})
     for column, value in trained.items():
         if column == "level_ratio":  # closeness to 1 matters, not a direction
@@ -173,6 +181,8 @@ def verdict(rows: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, bool
                 checks[f"beats_{anchor}"] = bool(better(value, rows[anchor][column]))
         if column in rows.get("codec", {}):
             checks["within_floor"] = not better(value, rows["codec"][column])
+        if column in p_values:
+            checks["above_chance"] = bool(p_values[column] < ABOVE_CHANCE_P)
         out[column] = checks
     return out
 
@@ -193,14 +203,19 @@ def anchor_table(anchors: Mapping[str, Any]) -> str:
         cells = [f"{rows[name][c]:.4g}" if c in rows[name] else "" for c in metric_columns + signal_columns]
         cells += [f"{rows[name][c]:.2f}" if c in rows[name] else "" for c in attribute_columns]
         lines.append("| " + " | ".join([name, *cells]) + " |")
-    lines.append("| " + " | ".join(["chance", *[""] * (len(metric_columns) + len(signal_columns)),
-                                     *(f"{chance[c]:.2f}" for c in attribute_columns)]) + " |")
+    blank = [""] * (len(metric_columns) + len(signal_columns))
+    lines.append("| " + " | ".join(["chance", *blank, *(f"{chance[c]:.2f}" for c in attribute_columns)]) + " |")
+    trained_p = anchors.get("p_values", {}).get("trained", {})
+    if trained_p:
+        lines.append("| " + " | ".join(["p (trained vs chance)", *blank,
+                                         *(f"{trained_p[c]:.1g}" for c in attribute_columns)]) + " |")
     failed = [label(c) if c in RESULT_KEYS else c for c, checks in anchors["verdict"].items()
               if not all(checks.values())]
     lines.append("")
-    lines.append("trained model sits between noise/untrained and the codec floor on every column"
-                 if not failed else f"trained model is NOT between noise/untrained and the codec floor on: "
-                                    f"{', '.join(failed)}")
+    lines.append("trained model sits between noise/untrained and the codec floor on every column, and beats "
+                 f"chance (p < {ABOVE_CHANCE_P:g}) on every attribute"
+                 if not failed else f"trained model is NOT between noise/untrained and the codec floor, or not above "
+                                    f"chance (p < {ABOVE_CHANCE_P:g}), on: {', '.join(failed)}")
     return "\n".join(lines)
 
 
@@ -222,8 +237,8 @@ def score_anchors(runner, model, eval_set, items, reference_dir: Path, results: 
                                cache_dir=Path(runner.config.out) / "cache", progress=False)
         rows[name] = {k: scored["metrics"][k]["value"] for k in metric_keys if k in scored["metrics"]}
     attribute_folders = {"trained": runner.run_dir / "generated", **folders, "references": reference_dir}
-    accuracies, chance = attribute_rows(attribute_folders, ids, eval_set.labels(), fit_estimator(eval_set),
-                                        reference_dir)
+    accuracies, chance, p_values = attribute_rows(attribute_folders, ids, eval_set.labels(),
+                                                  fit_estimator(eval_set), reference_dir)
     for name, values in accuracies.items():
         rows.setdefault(name, {}).update(values)
     references = _read(reference_dir, ids, model.sample_rate)
@@ -233,5 +248,6 @@ def score_anchors(runner, model, eval_set, items, reference_dir: Path, results: 
                     if candidate is not None else None)
         if reliance is not None and name in rows:
             rows[name]["caption_reliance"] = reliance
-    return {"rows": rows, "chance": chance, "verdict": verdict({k: v for k, v in rows.items() if k != "references"}),
+    return {"rows": rows, "chance": chance, "p_values": p_values,
+            "verdict": verdict({k: v for k, v in rows.items() if k != "references"}, p_values.get("trained")),
             "n": len(ids), "fit_clips": FIT_CLIPS}

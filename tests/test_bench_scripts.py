@@ -59,11 +59,14 @@ def test_demo_bench_judges_every_criterion_from_the_results():
     results = {"scoring": {"generated": {"clipped_fraction": 0.0005}},
                "anchors": {"rows": {"trained": trained, "untrained": {"caption_reliance": 0.001}},
                            "chance": {"drums": 0.59, "mode": 0.5},
+                           "p_values": {"trained": {"drums": 0.004, "mode": 0.7}},
                            "verdict": {"drums": {"beats_noise": True}, "mode": {"beats_noise": False}}}}
     met = {name: ok for name, _, _, ok in bench_demo.criteria(results)}
     assert met == {"clipped samples": True, "level / reference (median)": True, "chroma match": True,
                    "caption reliance (loss rise, captions swapped)": True, "drums accuracy": True,
                    "mode accuracy": False, "between anchors on every column": False}
+    results["anchors"]["p_values"]["trained"]["drums"] = 0.02  # above chance, but not clearly
+    assert not dict((name, ok) for name, _, _, ok in bench_demo.criteria(results))["drums accuracy"]
     results["scoring"]["generated"]["clipped_fraction"] = 0.002
     trained.update(level_ratio=2.5, chroma_match=0.05, caption_reliance=0.0)
     assert not any(ok for name, _, _, ok in bench_demo.criteria(results) if not name.endswith("accuracy")

@@ -108,7 +108,7 @@ def test_demo_run_scores_anchor_rows_with_attribute_accuracy(small_folder, tmp_p
     rows = anchors["rows"]
     assert set(rows) == {"trained", "untrained", "noise", "codec", "references"}
     metric_keys = set(results["metrics"])
-    attributes = {"scale", "mode", "register", "tempo", "loudness", "drums"}
+    attributes = {"key", "mode", "register", "tempo", "loudness", "drums"}
     signal = {"chroma_match", "level_ratio"}
     for name in ("trained", "untrained", "noise", "codec"):
         reliance = {"caption_reliance"} if name in ("trained", "untrained") else set()
@@ -125,12 +125,15 @@ def test_demo_run_scores_anchor_rows_with_attribute_accuracy(small_folder, tmp_p
         reference, _ = read_audio(runner.run_dir / "reference" / f"{item_id}.wav")
         assert np.sqrt(np.mean(noise ** 2)) == pytest.approx(np.sqrt(np.mean(reference ** 2)), rel=0.05)
     assert rows["codec"]["descriptor_fd"] < 0.5 * rows["noise"]["descriptor_fd"]
-    assert rows["references"]["loudness"] >= 5 / 6 and rows["noise"]["scale"] <= 2 / 6
+    assert rows["references"]["loudness"] >= 5 / 6 and rows["noise"]["key"] <= 2 / 6
     assert all(0 < anchors["chance"][a] <= 1 for a in attributes)
     assert set(anchors["verdict"]) == metric_keys | attributes | {"chroma_match", "caption_reliance"}
     assert set(anchors["verdict"]["caption_reliance"]) == {"beats_untrained"}
+    assert set(anchors["p_values"]) == set(rows) and all(0 <= anchors["p_values"]["trained"][a] <= 1
+                                                         for a in attributes)
+    assert all("above_chance" in anchors["verdict"][a] for a in attributes)
     table = anchor_table(anchors)
-    assert "| chance |" in table and "codec floor" in table
+    assert "| chance |" in table and "| p (trained vs chance) |" in table and "codec floor" in table
     assert table in summary_table(results) and results["timing"]["anchors_s"] > 0
     # A second run reuses the anchor clips (resumable like the run itself).
     stamp = (runner.run_dir / "anchors" / "untrained" / f"{ids[0]}.wav").stat().st_mtime_ns
@@ -143,14 +146,39 @@ def test_attribute_estimators_read_the_references_well_above_chance(tmp_path):
     from fluxbench.protocols.metrics.attributes import PITCH_CLASSES, accuracy, clip_features
     from fluxbench.protocols.sets.demo_synth import KEYS
 
-    assert PITCH_CLASSES == KEYS  # scale labels and predictions name pitch classes alike
+    assert PITCH_CLASSES == KEYS  # key labels and predictions name pitch classes alike
     held_out = DemoSet("heldout", size=48, root=tmp_path)
     estimator = fit_estimator(held_out)
     labels = held_out.labels()
     predicted = [estimator.predict(clip_features(read_audio(held_out.folder / f"{i}.wav")[0][0])) for i in labels]
     table = accuracy(predicted, list(labels.values()))
     for attribute, entry in table.items():
-        assert entry["accuracy"] >= entry["chance"] + 0.2, (attribute, entry)
+        assert entry["accuracy"] >= entry["chance"] + 0.2 and entry["p_value"] < 1e-3, (attribute, entry)
+    # the caption fixes the tonic triad in both voices: the template reads key and mode of clean clips exactly
+    assert table["key"]["accuracy"] >= 0.95 and table["mode"]["accuracy"] >= 0.95, table
+
+
+def test_key_estimator_names_the_tonic_triad_and_follows_a_transposition():
+    from fluxbench.protocols.metrics.attributes import PITCH_CLASSES, estimate_key
+    from fluxbench.protocols.metrics.backbones.descriptor import pitch_class_profile
+
+    t = np.arange(16000) / 16000
+    chord = lambda root, third: sum(np.sin(2 * np.pi * 261.63 * 2 ** ((root + k) / 12) * t)  # noqa: E731
+                                    for k in (0, third, 7))
+    for root in range(12):
+        assert estimate_key(pitch_class_profile(chord(root, 4))) == (root, "major"), PITCH_CLASSES[root]
+        assert estimate_key(pitch_class_profile(chord(root, 3))) == (root, "minor"), PITCH_CLASSES[root]
+
+
+def test_accuracy_reports_chance_and_the_binomial_p_value():
+    from fluxbench.protocols.metrics.attributes import ATTRIBUTES, above_chance_p_value, accuracy
+
+    labels = [{a: ("x" if i % 4 else "y") for a in ATTRIBUTES} for i in range(8)]  # 6 x, 2 y
+    table = accuracy([{a: "x" for a in ATTRIBUTES}] * 8, labels)
+    assert table["key"] == {"accuracy": 0.75, "chance": 0.75, "n": 8, "p_value": pytest.approx(
+        sum(__import__("math").comb(8, k) * 0.75 ** k * 0.25 ** (8 - k) for k in (6, 7, 8)))}
+    assert above_chance_p_value(0, 8, 0.75) == pytest.approx(1.0)
+    assert above_chance_p_value(8, 8, 0.5) == pytest.approx(1 / 256)
 
 
 def test_chroma_match_and_level_ratio_on_known_signals():

@@ -70,10 +70,9 @@ class ClipSpec:
         return asdict(self)
 
     def labels(self) -> dict[str, str]:
-        """What a listener can check in the audio: the scale (key up to its relative major/minor, which share
-        every note), mode, register, tempo, loudness and drums."""
-        tonic = KEYS.index(self.key)
-        return {"scale": KEYS[(tonic + (3 if self.mode == "minor" else 0)) % 12], "mode": self.mode,
+        """What a listener can check in the audio: the key (its tonic), mode, register, tempo, loudness and
+        drums."""
+        return {"key": self.key, "mode": self.mode,
                 "register": self.register, "tempo": self.tempo, "loudness": self.dynamics,
                 "drums": "drums" if self.drums else "no drums"}
 
