@@ -8,13 +8,13 @@ backbone, items and seeds:
 - references: the references themselves (attribute columns only: how accurate the estimators are).
 Attribute columns give how often an attribute read back from the audio (fluxbench.protocols.metrics.attributes)
 matches the one the prompt names, with chance (always the most frequent class) shown, and the trained row's
-p-value against chance (one-sided binomial: how likely a guesser blind to the audio does as well). "chroma match" is how
-much better a clip's pitch-class profile correlates with its own prompt's reference than with the others
-(about 0 when prompts are ignored); "level / ref." the median RMS ratio to the reference; "caption reliance"
-(trained and untrained rows) how much the model's own training loss on the references rises at high noise when
-each reference gets another's caption (about 0 for a model that does not read its prompt). The verdict says, per
-metric, whether the trained model is better than noise and the untrained model and not better than the codec,
-and per attribute whether it beats chance at p < ABOVE_CHANCE_P.
+p-value against chance (one-sided binomial: how likely a guesser blind to the audio does as well). "chroma
+match" is how much better a clip's pitch-class profile correlates with its own prompt's reference than with
+the others (about 0 when prompts are ignored); "level / ref." the median RMS ratio to the reference; "caption
+reliance" (trained and untrained rows) how much the model's own training loss on the references rises at high
+noise when each reference gets another's caption (about 0 for a model that does not read its prompt). The
+verdict says, per metric, whether the trained model is better than noise and the untrained model and not better
+than the codec, and per attribute whether it beats chance at p < ABOVE_CHANCE_P.
 """
 
 from __future__ import annotations

@@ -156,6 +156,20 @@ def test_attribute_estimators_read_the_references_well_above_chance(tmp_path):
         assert entry["accuracy"] >= entry["chance"] + 0.2 and entry["p_value"] < 1e-3, (attribute, entry)
     # the caption fixes the tonic triad in both voices: the template reads key and mode of clean clips exactly
     assert table["key"]["accuracy"] >= 0.95 and table["mode"]["accuracy"] >= 0.95, table
+    # the melody's height above the tonic, not its absolute pitch, names the register (0.77 without the tonic)
+    assert table["register"]["accuracy"] >= 0.85, table
+
+
+def test_tempo_feature_keeps_the_kick_apart_from_the_off_beat_hats():
+    from fluxbench.protocols.metrics.attributes import ONSET_BANDS_HZ, ONSET_LAGS_BPM, clip_features
+    from fluxbench.protocols.sets.demo_synth import _drums
+
+    beat = 60.0 / 70  # kick on every beat, hi-hat on every half beat
+    bands = clip_features(_drums(4 * 16000, beat, np.random.default_rng(0), 16000))["tempo"]
+    kick, _, hats = bands.reshape(len(ONSET_BANDS_HZ), len(ONSET_LAGS_BPM))
+    at = {bpm: int(np.argmin(np.abs(ONSET_LAGS_BPM - bpm))) for bpm in (70, 140)}
+    assert kick[at[70]] > 0.3 and kick[at[140]] < 0.5 * kick[at[70]]  # the kick band hears 70 bpm, not 140
+    assert hats[at[140]] > 0.3  # the hats alone would say 140
 
 
 def test_key_estimator_names_the_tonic_triad_and_follows_a_transposition():

@@ -72,9 +72,8 @@ class ClipSpec:
     def labels(self) -> dict[str, str]:
         """What a listener can check in the audio: the key (its tonic), mode, register, tempo, loudness and
         drums."""
-        return {"key": self.key, "mode": self.mode,
-                "register": self.register, "tempo": self.tempo, "loudness": self.dynamics,
-                "drums": "drums" if self.drums else "no drums"}
+        return {"key": self.key, "mode": self.mode, "register": self.register, "tempo": self.tempo,
+                "loudness": self.dynamics, "drums": "drums" if self.drums else "no drums"}
 
 
 def _rng(seed: int, split: str, index: int) -> np.random.Generator:
