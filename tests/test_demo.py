@@ -63,7 +63,7 @@ def test_register_moves_the_melody_by_octaves():
     # Same random stream, melody only differs by octaves: the spectral centroid rises with the register.
     centroids = []
     for register in ("low", "middle", "high"):
-        freqs, power = _spectrum(_render(register=register, chords="pad"))
+        freqs, power = _spectrum(_render(register=register, chords="organ"))
         centroids.append((freqs * power).sum() / power.sum())
     assert centroids[0] < centroids[1] < centroids[2]
 
@@ -77,7 +77,7 @@ def test_key_and_mode_shape_the_pitch_content():
         classes = np.round(semitones[near]).astype(int) % 12
         return np.bincount(classes, weights=power[keep][near], minlength=12)
 
-    timbre = {"melody": "organ", "chords": "pad"}  # steady harmonic partials: pitch classes stay the played ones
+    timbre = {"melody": "organ", "chords": "organ"}  # steady harmonic partials: pitch classes stay the played ones
     major, minor = chroma(_render(mode="major", **timbre)), chroma(_render(mode="minor", **timbre))
     # C major uses E (4) and not E flat (3); C minor the reverse.
     assert major[4] > 20 * major[3] and minor[3] > 20 * minor[4]
@@ -86,12 +86,12 @@ def test_key_and_mode_shape_the_pitch_content():
 
 
 def test_drums_add_broadband_transients_and_tempo_sets_note_rate():
-    # timbres whose partials stay below 5 kHz
-    tonal = dict(register="low", melody="flute", chords="pad")
+    # timbres whose partials stay below 6 kHz (the organ's eighth partial of E5 is 5.3 kHz)
+    tonal = dict(register="low", melody="flute", chords="organ")
     without, with_drums = _render(drums=False, **tonal), _render(drums=True, **tonal)
     freqs, quiet = _spectrum(without / np.abs(without).max())
     _, loud = _spectrum(with_drums / np.abs(with_drums).max())
-    high = freqs > 5000
+    high = freqs > 6000
     assert loud[high].sum() > 10 * quiet[high].sum()
 
     def onsets(wave):  # rises of the frame energy envelope
@@ -99,15 +99,15 @@ def test_drums_add_broadband_transients_and_tempo_sets_note_rate():
         energy = np.log((frames**2).mean(axis=1) + 1e-9)
         return int((np.diff(energy) > 1.0).sum())
 
-    slow = onsets(_render(tempo="slow", bpm=66, drums=True, melody="guitar"))
-    fast = onsets(_render(tempo="fast", bpm=144, drums=True, melody="guitar"))
+    slow = onsets(_render(tempo="slow", bpm=66, drums=True))
+    fast = onsets(_render(tempo="fast", bpm=144, drums=True))
     assert fast > 1.5 * slow
 
 
 def test_attributes_are_balanced():
     specs = [draw_spec(_rng(0, "train", i)) for i in range(600)]
-    for field, count in (("mode", 2), ("tempo", 3), ("register", 3), ("dynamics", 2), ("melody", 6),
-                         ("chords", 4), ("drums", 2)):
+    for field, count in (("mode", 2), ("tempo", 3), ("register", 3), ("dynamics", 2), ("melody", 3),
+                         ("chords", 2), ("drums", 2)):
         values = [getattr(s, field) for s in specs]
         shares = np.array([values.count(v) for v in set(values)]) / len(values)
         assert len(shares) == count and shares.min() > 0.5 / count, field

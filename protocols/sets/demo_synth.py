@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-SYNTH_VERSION = 3  # bump when rendering changes, so cached clips are not mixed across versions
+SYNTH_VERSION = 4  # bump when rendering changes, so cached clips are not mixed across versions
 SAMPLE_RATE = 16_000
 DURATION = 2.56
 SPLITS = {"train": 1, "heldout": 2}  # separate random streams: held-out clips are never training clips
@@ -34,8 +34,11 @@ CHORD_ROOT = 60  # the chords' register (C4 plus the key), under every melody re
 # Peak level per dynamic. Loud clips peak at -6 dBFS: a model may render 2x the references' level and still not
 # clip (at a 0.85 peak, demo models 1.2-1.5x too loud clipped 0.2% of their samples; at 0.5 none did).
 DYNAMICS = {"soft": 0.18, "loud": 0.5}
-MELODY_INSTRUMENTS = ["piano", "organ", "flute", "strings", "bell", "guitar"]
-CHORD_INSTRUMENTS = ["piano", "organ", "strings", "pad"]
+# Three melody and two chord timbres. With six and four, a demo model spent its few minutes on timbre: on 64
+# held-out clips key accuracy rose from 0.50 to 0.55 with fewer, register from 0.52 to 0.56, loudness from 0.70
+# to 0.78 and mode from 0.53 to 0.59, the chroma match from 0.40 to 0.47 (two training seeds agreed).
+MELODY_INSTRUMENTS = ["piano", "organ", "flute"]
+CHORD_INSTRUMENTS = ["piano", "organ"]
 MELODY_FIGURE = [0, 2, 4, 7, 4, 2]  # scale degrees, one per beat: tonic triad up to the octave and back
 
 
@@ -123,19 +126,6 @@ def _note(instrument: str, midi: float, n: int, brightness: float, rng: np.rando
         partials = [(1, 1.0, 0), (2, 0.25, 0), (3, 0.08, 0)]
         env = _envelope(n, 0.08, 0.3, 0.06, rate)
         vibrato = 0.006
-    elif instrument == "strings":
-        partials = [(k, 1.0 / k, 0) for k in range(1, 16)]
-        env = _envelope(n, 0.15, 0.0, 0.1, rate)
-        vibrato = 0.004
-    elif instrument == "bell":
-        partials = [(1, 1.0, 1.0), (2.76, 0.6, 2.0), (5.40, 0.4, 3.0), (8.93, 0.25, 4.5)]
-        env = _envelope(n, 0.002, 0.8, 0.05, rate)
-    elif instrument == "guitar":
-        partials = [(k, 1.0 / k, 3.0 + 2.5 * k) for k in range(1, 14)]
-        env = _envelope(n, 0.003, 2.5, 0.02, rate)
-    elif instrument == "pad":
-        partials = [(1, 1.0, 0), (1.005, 0.8, 0), (2, 0.3, 0), (3, 0.15, 0)]
-        env = _envelope(n, 0.3, 0.0, 0.2, rate)
     else:
         raise ValueError(f"unknown instrument {instrument!r}")
     phase_mod = 1.0 + vibrato * np.sin(2 * np.pi * 5.5 * t) if vibrato else 1.0
