@@ -185,12 +185,14 @@ def test_key_estimator_names_the_tonic_triad_and_follows_a_transposition():
 
 
 def test_accuracy_reports_chance_and_the_binomial_p_value():
+    from math import comb
+
     from fluxbench.protocols.metrics.attributes import ATTRIBUTES, above_chance_p_value, accuracy
 
     labels = [{a: ("x" if i % 4 else "y") for a in ATTRIBUTES} for i in range(8)]  # 6 x, 2 y
     table = accuracy([{a: "x" for a in ATTRIBUTES}] * 8, labels)
-    assert table["key"] == {"accuracy": 0.75, "chance": 0.75, "n": 8, "p_value": pytest.approx(
-        sum(__import__("math").comb(8, k) * 0.75 ** k * 0.25 ** (8 - k) for k in (6, 7, 8)))}
+    at_least_six = sum(comb(8, k) * 0.75 ** k * 0.25 ** (8 - k) for k in (6, 7, 8))
+    assert table["key"] == {"accuracy": 0.75, "chance": 0.75, "n": 8, "p_value": pytest.approx(at_least_six)}
     assert above_chance_p_value(0, 8, 0.75) == pytest.approx(1.0)
     assert above_chance_p_value(8, 8, 0.5) == pytest.approx(1 / 256)
 
