@@ -75,16 +75,15 @@ OPTIONS: dict[str, dict[str, str]] = {
     "human-eval results": {"--out": "out_dir", "--resamples": "count", "--max-failed-checks": "non_negative",
                            "--seed": "non_negative"},
 }
-# Options that take free text (names, hub ids, URLs, choices checked by argparse or by the command).
-FREE_TEXT = {"--model", "--set", "--metrics", "--backbone", "--preset", "--solver", "--negative-prompt",
-             "--device", "--dtype", "--subset", "--reference-crop", "--shard", "--prompt", "--t5", "--clap",
-             "--audioldm2", "--vae", "--vocoder", "--panns", "--clap-model", "--clap-long-clips", "--size",
-             "--conditioner", "--codec", "--objective", "--time-sampling", "--prediction", "--precision", "--format",
-             "--sets",
+# Options that take free text (names, hub ids, URLs, choices checked by argparse or by the command); --weights
+# and --weights-dir are checked by their commands (verify-backbones: a missing weights folder holds nothing).
+FREE_TEXT = {"--model", "--set", "--metrics", "--backbone", "--preset", "--solver", "--negative-prompt", "--device",
+             "--dtype", "--subset", "--reference-crop", "--shard", "--prompt", "--t5", "--clap", "--audioldm2",
+             "--vae", "--vocoder", "--panns", "--clap-model", "--clap-long-clips", "--size", "--conditioner",
+             "--codec", "--objective", "--time-sampling", "--prediction", "--precision", "--format", "--sets",
              "--loss-logs", "--audio", "--prompts", "--scaling-x", "--title", "--system", "--raters", "--base-url",
-             "--address", "--db", "--family",
-             "--kad-bandwidth", "--ref-stats", "--backbones", "--stats", "--weights",
-             "--weights-dir"}  # checked by their commands (verify-backbones: a missing weights folder holds nothing)
+             "--address", "--db", "--family", "--kad-bandwidth", "--ref-stats", "--backbones", "--stats",
+             "--weights", "--weights-dir"}
 
 
 @pytest.fixture(scope="module")

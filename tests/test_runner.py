@@ -287,6 +287,12 @@ def test_a_demo_model_from_an_older_recipe_is_named_with_what_changed(tmp_path, 
         load_demo_model(folder, device="cpu", progress=False)
     assert "demo corpus version" in caplog.text
 
+    from fluxbench import FluxbenchError
+
+    (folder / "fluxmusic.json").write_text("{ not json")  # a damaged folder is named, not a traceback
+    with pytest.raises(FluxbenchError, match="fluxmusic.json: invalid JSON"):
+        load_demo_model(folder, device="cpu", progress=False)
+
 
 def _no_weights_env(tmp_path, offline=True):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLUXBENCH_", "HF_"))}

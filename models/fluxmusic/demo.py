@@ -13,11 +13,11 @@ DEMO_MODEL_ENV = "FLUXBENCH_DEMO_MODEL"
 
 def _finished(spec_path: Path) -> bool:
     """A model folder exists from the first checkpoint on; it is finished once training reached its last step."""
-    import json
+    from fluxbench.inputs import read_json
 
     if not spec_path.is_file():
         return False
-    training = json.loads(spec_path.read_text()).get("training", {})
+    training = read_json(spec_path, "model folder spec").get("training", {})
     return training.get("step", 0) >= training.get("steps", 0)
 
 
