@@ -4,10 +4,10 @@
 
 Runs `fluxbench run` (train the demo model from scratch, generate the held-out clips, score them with the anchor
 rows) in a fresh folder, then prints, per stage, the seconds spent and, per criterion, the measured value and
-the target: clipped samples under 0.1%, level within 0.5-2x the references', chroma match (own prompt's
-reference minus the others) at least 0.10, every attribute accuracy above chance (one-sided binomial p < 0.01
-against the majority-class rate), and the trained row between
-noise/untrained and the codec floor. Writes bench/results/demo.json.
+the target: the whole run within 10 minutes, clipped samples under 0.1%, level within 0.5-2x the references',
+chroma match (own prompt's reference minus the others) at least 0.10, every attribute accuracy above chance
+(one-sided binomial p < 0.01 against the majority-class rate), and the trained row between noise/untrained and
+the codec floor. Writes bench/results/demo.json.
 """
 
 from __future__ import annotations
@@ -29,11 +29,16 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "demo.json"
 
 
-def criteria(results: dict) -> list[tuple[str, str, str, bool]]:
+WALL_TARGET_S = 600  # the whole offline job from scratch, on two idle cores
+
+
+def criteria(results: dict, wall_s: float | None = None) -> list[tuple[str, str, str, bool]]:
     rows = results["anchors"]["rows"]
     trained, chance = rows["trained"], results["anchors"]["chance"]
     clipped = results["scoring"]["generated"]["clipped_fraction"]
-    table = [("clipped samples", f"{clipped:.4%}", "< 0.1%", clipped < 0.001),
+    table = [] if wall_s is None else [("whole run (fresh cache)", f"{wall_s / 60:.1f} min",
+                                        f"<= {WALL_TARGET_S / 60:.0f} min", wall_s <= WALL_TARGET_S)]
+    table += [("clipped samples", f"{clipped:.4%}", "< 0.1%", clipped < 0.001),
              ("level / reference (median)", f"{trained['level_ratio']:.2f}", "0.5-2",
               0.5 <= trained["level_ratio"] <= 2.0),
              ("chroma match", f"{trained['chroma_match']:.3f}", ">= 0.10", trained["chroma_match"] >= 0.10)]
@@ -71,7 +76,7 @@ def main() -> int:
         print(f"| {stage.removesuffix('_s')} | {timing.get(stage) or 0:.0f} |")
     print(f"| whole `fluxbench run` (fresh cache) | {wall:.0f} |")
     print("\n| criterion | measured | target | met |\n|---|---|---|---|")
-    table = criteria(results)
+    table = criteria(results, wall)
     for name, value, target, met in table:
         print(f"| {name} | {value} | {target} | {'yes' if met else 'NO'} |")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

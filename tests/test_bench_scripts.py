@@ -67,6 +67,9 @@ def test_demo_bench_judges_every_criterion_from_the_results():
                    "mode accuracy": False, "between anchors on every column": False}
     results["anchors"]["p_values"]["trained"]["drums"] = 0.02  # above chance, but not clearly
     assert not dict((name, ok) for name, _, _, ok in bench_demo.criteria(results))["drums accuracy"]
+    timed = {name: ok for name, _, _, ok in bench_demo.criteria(results, wall_s=590)}
+    assert timed["whole run (fresh cache)"] and not dict(
+        (name, ok) for name, _, _, ok in bench_demo.criteria(results, wall_s=610))["whole run (fresh cache)"]
     results["scoring"]["generated"]["clipped_fraction"] = 0.002
     trained.update(level_ratio=2.5, chroma_match=0.05, caption_reliance=0.0)
     assert not any(ok for name, _, _, ok in bench_demo.criteria(results) if not name.endswith("accuracy")

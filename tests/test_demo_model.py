@@ -96,7 +96,7 @@ def test_untrained_twin_has_fresh_weights_and_the_same_shape(small_folder):
 
 
 def test_demo_run_scores_anchor_rows_with_attribute_accuracy(small_folder, tmp_path):
-    from fluxbench.anchors import anchor_table
+    from fluxbench.anchors import anchor_table, verdict_line
     from fluxbench.runner import RunConfig, Runner, summary_table
 
     config = RunConfig(model=str(small_folder), set="demo", set_options={"size": 6, "root": str(tmp_path / "set")},
@@ -133,7 +133,9 @@ def test_demo_run_scores_anchor_rows_with_attribute_accuracy(small_folder, tmp_p
                                                          for a in attributes)
     assert all("above_chance" in anchors["verdict"][a] for a in attributes)
     table = anchor_table(anchors)
-    assert "| chance |" in table and "| p (trained vs chance) |" in table and "codec floor" in table
+    assert "| chance |" in table and "| p (trained vs chance) |" in table
+    assert table.endswith(verdict_line(anchors["verdict"]))
+    assert "beats_noise" not in anchors["verdict"]["loudness"]  # the noise row has the references' level
     assert table in summary_table(results) and results["timing"]["anchors_s"] > 0
     # A second run reuses the anchor clips (resumable like the run itself).
     stamp = (runner.run_dir / "anchors" / "untrained" / f"{ids[0]}.wav").stat().st_mtime_ns
@@ -205,6 +207,25 @@ def test_chroma_match_and_level_ratio_on_known_signals():
     assert chroma_match(tones, tones) > 0.9
     assert chroma_match(tones, tones[1:] + tones[:1]) < -0.3  # each clip follows another prompt's pitch
     assert level_ratio([0.5 * w for w in tones], tones) == pytest.approx(0.5)
+
+
+def test_verdict_names_each_column_under_the_check_it_missed():
+    from fluxbench.anchors import verdict, verdict_line
+
+    rows = {"trained": {"descriptor_fd": 40.0, "drums": 0.8, "loudness": 0.7, "tempo": 0.3},
+            "untrained": {"descriptor_fd": 500.0, "drums": 0.6, "loudness": 0.5, "tempo": 0.4},
+            "noise": {"descriptor_fd": 600.0, "drums": 0.4, "loudness": 0.9, "tempo": 0.3},
+            "codec": {"descriptor_fd": 20.0, "drums": 0.7, "loudness": 0.8, "tempo": 0.8}}
+    checks = verdict(rows, {"drums": 0.001, "loudness": 0.004, "tempo": 0.9})
+    assert checks["descriptor_fd"] == {"beats_noise": True, "beats_untrained": True, "within_floor": True}
+    assert checks["loudness"] == {"beats_untrained": True, "within_floor": True, "above_chance": True}
+    assert checks["drums"]["within_floor"] is False and checks["tempo"]["beats_untrained"] is False
+    line = verdict_line(checks)
+    assert line == ("trained model misses: not above chance (p < 0.01) on tempo; not better than noise on tempo; "
+                    "not better than untrained on tempo; better than the codec floor on drums")
+    rows["trained"].update(drums=0.7, tempo=0.5)
+    assert verdict_line(verdict(rows, {"drums": 0.001, "loudness": 0.004, "tempo": 0.005})).startswith(
+        "trained model sits between noise/untrained and the codec floor on every column")
 
 
 def test_untrained_twin_leaves_the_callers_random_stream_alone(small_folder):
