@@ -297,8 +297,19 @@ def test_training_reports_step_loss_rate_and_time_left_off_a_terminal(tmp_path, 
     import re
 
     with caplog.at_level("INFO", logger="fluxbench.train"):
-        train(tiny_config(manifest, tmp_path / "run", steps=4, save_every=4), progress=False)
+        train(tiny_config(manifest, tmp_path / "run", steps=4, save_every=4), progress=True)  # stderr: no tty
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("training step")]
     assert [int(re.match(r"training step (\d+)/4 ", line).group(1)) for line in lines] == [1, 2, 3, 4]
     assert all(re.search(r"loss \d+\.\d{4}  \d+\.\d\d steps/s  \d+m\d\ds left$", line) for line in lines)
     assert lines[-1].endswith("0m00s left")
+
+
+def test_training_progress_is_a_bar_only_on_a_terminal(monkeypatch):
+    from fluxbench.models.fluxmusic.train_runtime import TrainingProgress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert TrainingProgress(0, 10, bar=True).bar is None
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    on_terminal = TrainingProgress(0, 10, bar=True)
+    assert on_terminal.bar is not None and TrainingProgress(0, 10, bar=False).bar is None
+    on_terminal.close()
