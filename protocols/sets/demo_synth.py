@@ -27,8 +27,8 @@ MODES = {"major": [0, 2, 4, 5, 7, 9, 11], "minor": [0, 2, 3, 5, 7, 8, 10]}
 PROGRESSIONS = {"major": [0, 4, 5, 3], "minor": [0, 5, 2, 6]}
 # One bpm per tempo word, so that the caption fixes when every note starts. With a range per word (66-80, 92-112,
 # 126-144) the onsets after the first beat were not determined by the caption, a model averaged over them and
-# tempo accuracy stayed at chance (0.33 on 64 held-out clips even after 6,000 steps; one bpm each: 0.52 after
-# 2,400 steps, 0.77 after 6,000).
+# tempo accuracy stayed at chance (0.33 on 64 held-out clips even after 6,000 steps; one bpm each: 0.50-0.52
+# after 2,400 steps, 0.77-0.80 after 6,000, two runs each).
 TEMPO_BPM = {"slow": 72, "moderate": 100, "fast": 136}
 # MIDI note of the melody's tonic. Notes start at middle C because the codec's 64-bin mel spreads each bin over
 # ~47 Hz below 1 kHz: a semitone is 8 Hz at C3 and 16 Hz at C4, so an octave lower the latent barely holds
