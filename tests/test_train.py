@@ -297,19 +297,24 @@ def test_training_reports_step_loss_rate_and_time_left_off_a_terminal(tmp_path, 
     import re
 
     with caplog.at_level("INFO", logger="fluxbench.train"):
-        train(tiny_config(manifest, tmp_path / "run", steps=4, save_every=4), progress=True)  # stderr: no tty
+        train(tiny_config(manifest, tmp_path / "run", steps=4, save_every=4), progress=False)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("training step")]
     assert [int(re.match(r"training step (\d+)/4 ", line).group(1)) for line in lines] == [1, 2, 3, 4]
     assert all(re.search(r"loss \d+\.\d{4}  \d+\.\d\d steps/s  \d+m\d\ds left$", line) for line in lines)
     assert lines[-1].endswith("0m00s left")
 
 
-def test_training_progress_is_a_bar_only_on_a_terminal(monkeypatch):
-    from fluxbench.models.fluxmusic.train_runtime import TrainingProgress
+def test_train_command_off_a_terminal_writes_step_lines_not_a_bar(tmp_path, manifest, capsys, caplog):
+    from fluxbench import cli
 
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
-    assert TrainingProgress(0, 10, bar=True).bar is None
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    on_terminal = TrainingProgress(0, 10, bar=True)
-    assert on_terminal.bar is not None and TrainingProgress(0, 10, bar=False).bar is None
-    on_terminal.close()
+    config = tmp_path / "config.json"
+    values = {"manifest": str(manifest), "out": str(tmp_path / "run"), "size": "tiny", "duration": CLIP_SECONDS,
+              "conditioner": {"kind": "vocab", "context_dim": 48, "vector_dim": 32, "max_tokens": 24},
+              "codec": {"kind": "mel", "time_fold": 4, "freq_fold": 8}, "normalize": False, "steps": 2,
+              "global_batch": 2, "micro_batch": 2, "save_every": 2}
+    config.write_text(json.dumps(values))
+    with caplog.at_level("INFO", logger="fluxbench.train"):
+        assert cli.main(["train", "--config", str(config)]) == 0  # pytest's stderr is not a terminal
+    assert [r.getMessage().split()[2] for r in caplog.records if r.getMessage().startswith("training step")] == [
+        "1/2", "2/2"]
+    assert "step/s" not in capsys.readouterr().err  # no tqdm bar

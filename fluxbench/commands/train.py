@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from fluxbench import FluxbenchError
 from fluxbench.inputs import (existing_dir, existing_file, finite_float, non_negative_float, non_negative_int,
@@ -99,7 +100,9 @@ def main(args: argparse.Namespace) -> int:
         if missing:
             raise FluxbenchError(f"{' and '.join(missing)} required (or --preset demo)")
         config = TrainConfig.from_dict(values)
-    out = train(config, device_choice=args.device, progress=not args.quiet, stop_after=args.stop_after)
+    # A bar only on a terminal: redrawn into a log file it is one endless line; plain step lines go there instead.
+    out = train(config, device_choice=args.device, progress=not args.quiet and sys.stderr.isatty(),
+                stop_after=args.stop_after)
     rows = read_losses(out) if (out / "loss.csv").is_file() else []
     if rows and not args.quiet:
         window = max(1, len(rows) // 10)

@@ -63,8 +63,9 @@ def demo_config(out: str = DEMO_OUT, clips: int = 512, seed: int = 0, **override
     batches of 8: at this budget, twice the updates on half the batch reach a lower loss for the same clips
     seen. A higher learning rate with a cosine decay and a faster EMA than the paper's, because the run is a few
     thousand steps rather than hundreds of thousands (at 2,400 steps, lr 1.5e-3 or EMA 0.998 gained nothing);
-    guidance 2.0 (at 1,600 steps, on 64 held-out clips against 1.5: key accuracy 0.55 against 0.53, register 0.56 against 0.44, level 1.19x against 1.08x the references',
-    clipped samples 0.04% against 0.02%; at 2.5 one training seed clipped 0.14%).
+    guidance 2.0 (at 1,600 steps, on 64 held-out clips against 1.5: key accuracy 0.55 against 0.53, register
+    0.56 against 0.44, level 1.19x against 1.08x the references', clipped samples 0.04% against 0.02%; at 2.5
+    one training seed clipped 0.14%).
     """
     from fluxbench.protocols.sets.demo import DemoSet
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,7 +107,7 @@ class LatentCache:
         samples = int(round(config.duration * codec.sample_rate))
         todo = [s for s in range(self.shards) if s % world == rank and not self.shard_path(s).is_file()]
         iterator = todo
-        if progress and todo and sys.stderr.isatty():
+        if progress and todo:
             from tqdm.auto import tqdm
 
             iterator = tqdm(todo, desc="caching latents", unit="shard")

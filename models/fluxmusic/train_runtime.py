@@ -6,7 +6,6 @@ import csv
 import io
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,7 +104,7 @@ class TrainingProgress:
         self.started = time.perf_counter()
         self.every = max(1, (last - start) // 20)
         self.bar = None
-        if bar and sys.stderr.isatty():  # a bar redrawn into a log file is one unreadable line
+        if bar:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=last, initial=start, desc="training", unit="step", dynamic_ncols=True)
