@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fluxbench import FluxbenchError
 from fluxbench.audio import read_audio, write_wav
 from fluxbench.results import load_results
 from fluxbench.runner import RunConfig, Runner
@@ -287,8 +288,6 @@ def test_a_demo_model_from_an_older_recipe_is_named_with_what_changed(tmp_path, 
         load_demo_model(folder, device="cpu", progress=False)
     assert "demo corpus version" in caplog.text
 
-    from fluxbench import FluxbenchError
-
     (folder / "fluxmusic.json").write_text("{ not json")  # a damaged folder is named, not a traceback
     with pytest.raises(FluxbenchError, match="fluxmusic.json: invalid JSON"):
         load_demo_model(folder, device="cpu", progress=False)
@@ -386,7 +385,6 @@ def test_preflight_detects_an_unreachable_hub_once_and_counts_disk(tmp_path, mon
 
 
 def test_preflight_lists_missing_captions_with_the_weights_and_rejects_bad_options_at_once(tmp_path, monkeypatch):
-    from fluxbench import FluxbenchError
     from fluxbench.preflight import PreflightError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -414,8 +412,6 @@ def shutil_usage(free):
 def test_runs_are_named_after_the_model_and_land_under_out(model_folder, tmp_path, monkeypatch):
     """`--model runs/my-model` (or an absolute path) gives <out>/my-model-<set>-seed<seed>, where `report` looks."""
     import shutil
-
-    from fluxbench import FluxbenchError
 
     monkeypatch.chdir(tmp_path)
     shutil.copytree(model_folder, tmp_path / "runs" / "my-model")

@@ -50,11 +50,13 @@ def _triad_templates() -> tuple[np.ndarray, list[tuple[int, str]]]:
     return templates / np.linalg.norm(templates, axis=1, keepdims=True), names
 
 
+_TRIAD_TEMPLATES, _TRIAD_NAMES = _triad_templates()
+
+
 def estimate_key(profile: np.ndarray) -> tuple[int, str]:
     """(tonic pitch class, C = 0; mode) whose tonic triad best matches a 12-bin pitch-class profile."""
-    templates, names = _triad_templates()
     profile = np.asarray(profile, dtype=np.float64)
-    return names[int(np.argmax(templates @ (profile - profile.mean())))]
+    return _TRIAD_NAMES[int(np.argmax(_TRIAD_TEMPLATES @ (profile - profile.mean())))]
 
 
 def _spectrogram(wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
