@@ -130,6 +130,26 @@ def test_mel_codec_floor_clamps_only_below_it_and_is_recorded():
         MelCodec(floor=float("nan"))
 
 
+def test_mel_codec_frame_pool_averages_frame_pairs_and_decodes_to_full_length():
+    wave = torch.from_numpy(_music(1.28))[None]
+    plain, pooled = MelCodec(normalize=False), MelCodec(normalize=False, frame_pool=2)
+    assert pooled.latent_shape(wave.shape[-1])[1] * 2 == plain.latent_shape(wave.shape[-1])[1]
+    full = plain.log_mel(plain.encode(wave))  # [1, frames, 64]
+    halved = pooled.log_mel(pooled.encode(wave))
+    # each pooled frame is the mean of its two log-mel frames, computed independently here
+    torch.testing.assert_close(halved, (full[:, 0::2] + full[:, 1::2]) / 2, atol=1e-5, rtol=1e-5)
+    decoded = pooled.decode(pooled.encode(wave))
+    assert decoded.shape == (1, full.shape[1] * 160) and torch.isfinite(decoded).all()
+    again = mel_spectrogram(decoded, frames=full.shape[1])
+    loud = full > full.mean()
+    # notes outlast 20 ms, so the pooled codec restores the mel nearly as well as the plain one
+    assert (again - full)[loud].abs().mean().item() < 0.6
+    assert build_codec(pooled.spec()).frame_pool == 2
+    assert "frame_pool" not in plain.spec()
+    with pytest.raises(CodecError, match="frame_pool"):
+        MelCodec(frame_pool=0)
+
+
 # ---- AudioLDM 2 VAE + vocoder ---------------------------------------------------------------------------
 def test_audioldm2_codec_latent_is_8_x_256_x_16_for_10_24_s(hub):
     codec = AudioLDM2Codec.load(weights_dir=hub)

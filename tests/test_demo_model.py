@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,10 @@ import torch
 from fluxbench.audio import mel_spectrogram, read_audio
 from fluxbench.models.fluxmusic.pipeline import FluxMusicModel
 from fluxbench.models.fluxmusic.train import demo_config, train
+from fluxbench.models.fluxmusic.vocab_conditioner import words
 from fluxbench.protocols.sets.demo import DemoSet
+from fluxbench.protocols.sets.demo_synth import (CHORD_INSTRUMENTS, DYNAMICS, KEYS, MELODY_INSTRUMENTS, MODES,
+                                                 REGISTERS, TEMPO_BPM, ClipSpec)
 
 OVERFIT_SECONDS = 0.64
 
@@ -54,6 +59,17 @@ def test_overfit_model_reproduces_its_training_clips(overfit):
     rate = model.sample_rate
     assert model.caption_reliance(list(references), rate, captions) > 0.5
     assert abs(model.untrained(seed=0).caption_reliance(list(references), rate, captions)) < 0.02
+
+
+def test_every_demo_caption_reaches_the_demo_text_encoder_uncut():
+    """The encoder cuts captions at `max_tokens` words; no caption or paraphrase of any corpus clip is that long."""
+    max_tokens = demo_config(manifest="unused.jsonl", duration=2.56).conditioner["max_tokens"]
+    longest = 0
+    for key, mode, tempo, register, dynamics, melody, chords, drums in itertools.product(
+            KEYS, MODES, TEMPO_BPM, REGISTERS, DYNAMICS, MELODY_INSTRUMENTS, CHORD_INSTRUMENTS, (False, True)):
+        spec = ClipSpec(key, mode, tempo, TEMPO_BPM[tempo], register, dynamics, melody, chords, drums)
+        longest = max(longest, *(len(words(caption)) for caption in spec.paraphrases()))
+    assert 15 < longest <= max_tokens
 
 
 @pytest.fixture(scope="module")

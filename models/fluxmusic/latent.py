@@ -119,16 +119,20 @@ class MelCodec(LatentCodec):
     With `normalize` (AudioLDM 2's convention) every clip is brought to peak 0.5 first; without it the latent
     keeps the clip's level, so loudness can be learned and is reproduced by decoding. `floor` raises the log-mel
     floor (AudioLDM 2's is log 1e-5 = -11.5), so that a model need not learn how deep inaudible silence is.
+    `frame_pool` averages that many consecutive log-mel frames into one before folding (decoding interpolates
+    them back): 2 halves the latent's height and the transformer's music tokens, at 20 ms time resolution.
     """
 
     kind = "mel"
 
     def __init__(self, time_fold: int = 2, freq_fold: int = 4, offset: float = -5.0, scale: float = 2.5,
-                 griffin_lim_iters: int = 32, normalize: bool = True, floor: float | None = None) -> None:
+                 griffin_lim_iters: int = 32, normalize: bool = True, floor: float | None = None,
+                 frame_pool: int = 1) -> None:
         if MEL_BINS % freq_fold or (MEL_BINS // freq_fold) % PATCH:
             raise CodecError(f"mel codec: freq_fold {freq_fold} must split {MEL_BINS} mel bins into an even width")
-        if time_fold < 1 or scale <= 0 or griffin_lim_iters < 1:
-            raise CodecError("mel codec: time_fold and griffin_lim_iters must be >= 1 and scale > 0")
+        if time_fold < 1 or scale <= 0 or griffin_lim_iters < 1 or frame_pool < 1:
+            raise CodecError("mel codec: time_fold, frame_pool and griffin_lim_iters must be >= 1 and scale > 0")
+        self.frame_pool = int(frame_pool)
         self.time_fold, self.freq_fold = int(time_fold), int(freq_fold)
         self.offset, self.scale, self.griffin_lim_iters = float(offset), float(scale), int(griffin_lim_iters)
         self.normalize = bool(normalize)
@@ -141,29 +145,37 @@ class MelCodec(LatentCodec):
     def spec(self) -> dict[str, Any]:
         spec = {"kind": self.kind, "time_fold": self.time_fold, "freq_fold": self.freq_fold, "offset": self.offset,
                 "scale": self.scale, "griffin_lim_iters": self.griffin_lim_iters, "normalize": self.normalize}
-        return spec if self.floor is None else {**spec, "floor": self.floor}  # older folders keep their spec
+        # options at their defaults stay out, so older folders keep their spec
+        if self.floor is not None:
+            spec["floor"] = self.floor
+        if self.frame_pool != 1:
+            spec["frame_pool"] = self.frame_pool
+        return spec
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], folder: str | os.PathLike | None = None) -> "MelCodec":
         return cls(**{k: v for k, v in spec.items() if k != "kind"})
 
     def latent_shape(self, samples: int) -> tuple[int, int, int]:
-        frames = mel_frames(samples, self.time_fold * PATCH)
-        return self.latent_channels, frames // self.time_fold, MEL_BINS // self.freq_fold
+        frames = mel_frames(samples, self.frame_pool * self.time_fold * PATCH)
+        return self.latent_channels, frames // (self.frame_pool * self.time_fold), MEL_BINS // self.freq_fold
 
     def encode(self, waves: torch.Tensor) -> torch.Tensor:
         _, height, width = self.latent_shape(waves.shape[-1])
         waves = audioldm2_normalize(waves.float()) if self.normalize else waves.float()
-        mel = mel_spectrogram(waves, frames=height * self.time_fold)
+        mel = mel_spectrogram(waves, frames=height * self.time_fold * self.frame_pool)
         if self.floor is not None:
             mel = mel.clamp(min=self.floor)
+        if self.frame_pool > 1:
+            mel = mel.unflatten(1, (-1, self.frame_pool)).mean(2)
         normalised = (mel - self.offset) / self.scale  # [B, frames, bins]
         batch = normalised.shape[0]
         folded = normalised.reshape(batch, height, self.time_fold, width, self.freq_fold)
         return folded.permute(0, 2, 4, 1, 3).reshape(batch, self.latent_channels, height, width)
 
     def log_mel(self, latents: torch.Tensor) -> torch.Tensor:
-        """Scaled latent [B, C, H, W] -> log-mel [B, frames, 64] (the inverse of the fold and normalisation)."""
+        """Scaled latent [B, C, H, W] -> log-mel [B, frames / frame_pool, 64] (the inverse of the fold and
+        normalisation)."""
         batch, channels, height, width = latents.shape
         if channels != self.latent_channels or width * self.freq_fold != MEL_BINS:
             raise CodecError(f"mel codec: latent of shape {list(latents.shape[1:])} does not unfold; expected "
@@ -173,7 +185,11 @@ class MelCodec(LatentCodec):
         return mel * self.scale + self.offset
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        mel_magnitude = self.log_mel(latents).exp().transpose(1, 2)  # [B, 64, frames]
+        log_mel = self.log_mel(latents).transpose(1, 2)  # [B, 64, frames / frame_pool]
+        if self.frame_pool > 1:  # each pooled value back at its frames' centre, linear in between
+            log_mel = torch.nn.functional.interpolate(log_mel, scale_factor=self.frame_pool, mode="linear",
+                                                      align_corners=False)
+        mel_magnitude = log_mel.exp()  # [B, 64, frames]
         basis = torch.from_numpy(mel_filterbank()).to(latents.device)
         # Least-squares linear magnitude under the filterbank, kept non-negative.
         linear = (torch.linalg.pinv(basis) @ mel_magnitude).clamp(min=0.0)
