@@ -7,23 +7,35 @@ TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: setup demo test bench clean
 
-$(BIN)/fluxbench: pyproject.toml
+# The demo needs only the core and the figures; tests and the rest of the product need every extra.
+DEMO_READY := $(VENV)/.demo-installed
+ALL_READY := $(VENV)/.all-installed
+TORCH_READY := $(VENV)/.torch-installed
+
+$(TORCH_READY):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e ".[all,dev]"
 	touch $@
 
-setup: $(BIN)/fluxbench
+$(DEMO_READY): pyproject.toml | $(TORCH_READY)
+	$(BIN)/pip install --quiet -e ".[reports]"
+	touch $@
 
-demo: setup
+$(ALL_READY): pyproject.toml | $(TORCH_READY)
+	$(BIN)/pip install --quiet -e ".[all,dev]"
+	touch $@ $(DEMO_READY)
+
+setup: $(ALL_READY)
+
+demo: $(DEMO_READY)
 	$(BIN)/fluxbench run
 
-test: setup
+test: $(ALL_READY)
 	bash scripts/install-browser.sh
 	$(BIN)/python -m pytest -q tests
 
-bench: setup
+bench: $(ALL_READY)
 	$(BIN)/python bench/run_all.py
 
 clean:
