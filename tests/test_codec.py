@@ -142,8 +142,12 @@ def test_mel_codec_frame_pool_averages_frame_pairs_and_decodes_to_full_length():
     assert decoded.shape == (1, full.shape[1] * 160) and torch.isfinite(decoded).all()
     again = mel_spectrogram(decoded, frames=full.shape[1])
     loud = full > full.mean()
-    # notes outlast 20 ms, so the pooled codec restores the mel nearly as well as the plain one
-    assert (again - full)[loud].abs().mean().item() < 0.6
+    # notes outlast 20 ms, so the pooled codec restores the mel nearly as well as the plain one (0.21 against
+    # 0.16 here; decoded frames 40 ms late would give 0.43)
+    pooled_error = (again - full)[loud].abs().mean().item()
+    plain_again = mel_spectrogram(plain.decode(plain.encode(wave)), frames=full.shape[1])
+    assert pooled_error < 0.6
+    assert pooled_error < (plain_again - full)[loud].abs().mean().item() + 0.1
     assert build_codec(pooled.spec()).frame_pool == 2
     assert "frame_pool" not in plain.spec()
     with pytest.raises(CodecError, match="frame_pool"):

@@ -67,7 +67,8 @@ def test_every_demo_caption_reaches_the_demo_text_encoder_uncut():
     longest = 0
     for key, mode, tempo, register, dynamics, melody, chords, drums in itertools.product(
             KEYS, MODES, TEMPO_BPM, REGISTERS, DYNAMICS, MELODY_INSTRUMENTS, CHORD_INSTRUMENTS, (False, True)):
-        spec = ClipSpec(key, mode, tempo, TEMPO_BPM[tempo], register, dynamics, melody, chords, drums)
+        spec = ClipSpec(key=key, mode=mode, tempo=tempo, bpm=TEMPO_BPM[tempo], register=register,
+                        dynamics=dynamics, melody=melody, chords=chords, drums=drums)
         longest = max(longest, *(len(words(caption)) for caption in spec.paraphrases()))
     assert 15 < longest <= max_tokens
 
