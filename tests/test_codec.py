@@ -130,25 +130,26 @@ def test_mel_codec_floor_clamps_only_below_it_and_is_recorded():
         MelCodec(floor=float("nan"))
 
 
-def test_mel_codec_frame_pool_averages_frame_pairs_and_decodes_to_full_length():
+@pytest.mark.parametrize("pool", [2, 4])  # 4 is the demo's
+def test_mel_codec_frame_pool_averages_frames_and_decodes_to_full_length(pool):
     wave = torch.from_numpy(_music(1.28))[None]
-    plain, pooled = MelCodec(normalize=False), MelCodec(normalize=False, frame_pool=2)
-    assert pooled.latent_shape(wave.shape[-1])[1] * 2 == plain.latent_shape(wave.shape[-1])[1]
+    plain, pooled = MelCodec(normalize=False), MelCodec(normalize=False, frame_pool=pool)
+    assert pooled.latent_shape(wave.shape[-1])[1] * pool == plain.latent_shape(wave.shape[-1])[1]
     full = plain.log_mel(plain.encode(wave))  # [1, frames, 64]
-    halved = pooled.log_mel(pooled.encode(wave))
-    # each pooled frame is the mean of its two log-mel frames, computed independently here
-    torch.testing.assert_close(halved, (full[:, 0::2] + full[:, 1::2]) / 2, atol=1e-5, rtol=1e-5)
+    pooled_mel = pooled.log_mel(pooled.encode(wave))
+    # each pooled frame is the mean of its `pool` log-mel frames, computed independently here
+    torch.testing.assert_close(pooled_mel, sum(full[:, k::pool] for k in range(pool)) / pool, atol=1e-5, rtol=1e-5)
     decoded = pooled.decode(pooled.encode(wave))
     assert decoded.shape == (1, full.shape[1] * 160) and torch.isfinite(decoded).all()
     again = mel_spectrogram(decoded, frames=full.shape[1])
     loud = full > full.mean()
-    # notes outlast 20 ms, so the pooled codec restores the mel nearly as well as the plain one (0.21 against
-    # 0.16 here; decoded frames 40 ms late would give 0.43)
+    # the test tone is gated every 250 ms, so pooling blurs only its edges: against the plain codec's 0.16, the
+    # error is 0.21 with pairs and 0.28 with fours, where the same decode 40 ms late gives 0.62-0.65
     pooled_error = (again - full)[loud].abs().mean().item()
     plain_again = mel_spectrogram(plain.decode(plain.encode(wave)), frames=full.shape[1])
     assert pooled_error < 0.6
-    assert pooled_error < (plain_again - full)[loud].abs().mean().item() + 0.1
-    assert build_codec(pooled.spec()).frame_pool == 2
+    assert pooled_error < (plain_again - full)[loud].abs().mean().item() + 0.05 * pool
+    assert build_codec(pooled.spec()).frame_pool == pool
     assert "frame_pool" not in plain.spec()
     with pytest.raises(CodecError, match="frame_pool"):
         MelCodec(frame_pool=0)
