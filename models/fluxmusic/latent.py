@@ -120,7 +120,8 @@ class MelCodec(LatentCodec):
     keeps the clip's level, so loudness can be learned and is reproduced by decoding. `floor` raises the log-mel
     floor (AudioLDM 2's is log 1e-5 = -11.5), so that a model need not learn how deep inaudible silence is.
     `frame_pool` averages that many consecutive log-mel frames into one before folding (decoding interpolates
-    them back): 2 halves the latent's height and the transformer's music tokens, at 20 ms time resolution.
+    them back): n divides the latent's height and the transformer's music tokens by n, at n x 10 ms time
+    resolution (the demo averages 4, as its shortest note lasts 0.44 s).
     """
 
     kind = "mel"
