@@ -56,18 +56,19 @@ def demo_config(out: str = DEMO_OUT, clips: int = 512, seed: int = 0, **override
     0.59-0.63; fours, 5,200 steps: 0.75-0.78 / 0.75-0.80 / 0.62-0.75 / 0.78-0.84, 0.70-0.72 (two more seeds: register
     0.75 and 0.62, every attribute above chance at p < 0.01 in all four). The codec's own floor barely moves (chroma
     match 0.94 with pairs or fours). Folding four frames into channels instead (tokens of 256 values through the
-    width-128 stream) read drums at chance and overshot the level (1.95x) in the same time. The log-mel is floored at
-    -8 (about 70 dB under a clip's peak: the model no longer spends itself on inaudible depths of silence; chroma
-    match 0.32 against 0.24). The `demo` transformer (width 128); the vocabulary text encoder with a bag-of-words
-    pooled vector, which a short run learns to read where a mean-pooled one is ignored, padded to 24 words (the
-    longest demo caption has 21); a logit-normal t located at 1, so that more of the run is spent at high noise,
-    where what the caption names is decided (caption reliance 0.16 against 0.05 at location 0 in one comparison).
-    5,200 steps, what the ten-minute budget of the whole job allows; longer runs keep improving. Small batches of 8:
-    at this budget, twice the updates on half the batch reach a lower loss for the same clips seen. A higher learning
-    rate with a cosine decay and a faster EMA than the paper's, because the run is a few thousand steps rather than
-    hundreds of thousands (lr 1.5e-3 or EMA 0.998 gained nothing; neither did zero-initialised modulation and output
-    layers, whose loss trailed after 400 steps); guidance 2.0 (against 1.5: key accuracy 0.55 against 0.53, register
-    0.56 against 0.44, clipped samples 0.04% against 0.02%; at 2.5 one training seed clipped 0.14%).
+    width-128 stream) read drums at chance (0.59) and loudness at 0.62, and overshot the level (1.95x), in the same
+    time. The log-mel is floored at -8 (about 70 dB under a clip's peak: the model no longer spends itself on
+    inaudible depths of silence; chroma match 0.32 against 0.24). The `demo` transformer (width 128); the vocabulary
+    text encoder with a bag-of-words pooled vector, which a short run learns to read where a mean-pooled one is
+    ignored, padded to 24 words (the longest demo caption has 21); a logit-normal t located at 1, so that more of the
+    run is spent at high noise, where what the caption names is decided (caption reliance 0.16 against 0.05 at
+    location 0 in one comparison). 5,200 steps, what the ten-minute budget of the whole job allows; longer runs keep
+    improving. Small batches of 8: at this budget, twice the updates on half the batch reach a lower loss for the
+    same clips seen. A higher learning rate with a cosine decay and a faster EMA than the paper's, because the run is
+    a few thousand steps rather than hundreds of thousands (lr 1.5e-3 or EMA 0.998 gained nothing; neither did
+    zero-initialised modulation and output layers, whose loss trailed after 400 steps); guidance 2.0 (against 1.5:
+    key accuracy 0.55 against 0.53, register 0.56 against 0.44, clipped samples 0.04% against 0.02%; at 2.5 one
+    training seed clipped 0.14%).
     """
     from fluxbench.protocols.sets.demo import DemoSet
 
