@@ -68,8 +68,6 @@ def build_anchor_clips(model, untrained, run_dir: Path, reference_dir: Path, ids
                        captions: Mapping[str, str], seed: int, settings: GenerationSettings) -> dict[str, Path]:
     """Render the untrained (`model.untrained(seed)`, or None), noise and codec rows' clips (those the model
     supports) under run_dir/anchors."""
-    import torch
-
     root = run_dir / ANCHOR_DIR
     rate = model.sample_rate
     samples = int(round(settings.duration * rate))
@@ -96,17 +94,22 @@ def build_anchor_clips(model, untrained, run_dir: Path, reference_dir: Path, ids
 
     codec = getattr(model, "codec", None)
     if codec is not None:
-        from fluxbench.audio import fit_length
-
-        def through_codec(chunk):
-            waves = torch.from_numpy(np.stack([fit_length(references[i], samples) for i in chunk])).float()
-            with torch.inference_mode():
-                decoded = codec.decode(codec.encode(waves.to(model.device))).float().cpu().numpy()
-            return [np.clip(fit_length(w, samples), -1.0, 1.0) for w in decoded]
-
         folders["codec"] = root / "codec"
-        _write_missing(folders["codec"], ids, through_codec, rate)
+        _write_missing(folders["codec"], ids, lambda chunk: codec_round_trip(
+            codec, [references[i] for i in chunk], samples, model.device), rate)
     return folders
+
+
+def codec_round_trip(codec, waves: Sequence[np.ndarray], samples: int, device="cpu") -> list[np.ndarray]:
+    """Clips encoded and decoded by a latent codec, `samples` long and within full scale: the codec row."""
+    import torch
+
+    from fluxbench.audio import fit_length
+
+    batch = torch.from_numpy(np.stack([fit_length(w, samples) for w in waves])).float()
+    with torch.inference_mode():
+        decoded = codec.decode(codec.encode(batch.to(device))).float().cpu().numpy()
+    return [np.clip(fit_length(w, samples), -1.0, 1.0) for w in decoded]
 
 
 def chroma_match(waves: Sequence[np.ndarray], references: Sequence[np.ndarray]) -> float:

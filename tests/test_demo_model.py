@@ -160,17 +160,24 @@ def test_demo_run_scores_anchor_rows_with_attribute_accuracy(small_folder, tmp_p
     assert (runner.run_dir / "anchors" / "untrained" / f"{ids[0]}.wav").stat().st_mtime_ns == stamp
 
 
-def test_attribute_estimators_read_the_references_well_above_chance(tmp_path):
+@pytest.fixture(scope="module")
+def held_out_references(tmp_path_factory):
+    """48 held-out demo clips, their labels and the attribute estimator fitted on the training split."""
     from fluxbench.anchors import fit_estimator
+
+    held_out = DemoSet("heldout", size=48, root=tmp_path_factory.mktemp("demo-corpus"))
+    labels = held_out.labels()
+    waves = [read_audio(held_out.folder / f"{i}.wav")[0][0] for i in labels]
+    return held_out, fit_estimator(held_out), list(labels.values()), waves
+
+
+def test_attribute_estimators_read_the_references_well_above_chance(held_out_references):
     from fluxbench.protocols.metrics.attributes import PITCH_CLASSES, accuracy, clip_features
     from fluxbench.protocols.sets.demo_synth import KEYS
 
     assert PITCH_CLASSES == KEYS  # key labels and predictions name pitch classes alike
-    held_out = DemoSet("heldout", size=48, root=tmp_path)
-    estimator = fit_estimator(held_out)
-    labels = held_out.labels()
-    predicted = [estimator.predict(clip_features(read_audio(held_out.folder / f"{i}.wav")[0][0])) for i in labels]
-    table = accuracy(predicted, list(labels.values()))
+    _, estimator, labels, waves = held_out_references
+    table = accuracy([estimator.predict(clip_features(w)) for w in waves], labels)
     for attribute, entry in table.items():
         assert entry["accuracy"] >= entry["chance"] + 0.2 and entry["p_value"] < 1e-3, (attribute, entry)
     # the caption fixes the tonic triad in both voices: the template reads key and mode of clean clips exactly
@@ -181,17 +188,15 @@ def test_attribute_estimators_read_the_references_well_above_chance(tmp_path):
     assert table["drums"]["accuracy"] >= 0.95, table
 
 
-def test_attributes_survive_the_demo_codec_so_its_anchor_row_is_a_ceiling(tmp_path):
-    from fluxbench.anchors import fit_estimator
+def test_attributes_survive_the_demo_codec_so_its_anchor_row_is_a_ceiling(held_out_references):
+    from fluxbench.anchors import codec_round_trip
     from fluxbench.models.fluxmusic.latent import build_codec
     from fluxbench.protocols.metrics.attributes import accuracy, clip_features
 
-    held_out = DemoSet("heldout", size=48, root=tmp_path)
-    estimator, labels = fit_estimator(held_out), held_out.labels()
+    held_out, estimator, labels, waves = held_out_references
     codec = build_codec(demo_config(manifest="unused.jsonl", duration=held_out.duration).codec)
-    waves = torch.from_numpy(np.stack([read_audio(held_out.folder / f"{i}.wav")[0][0] for i in labels]))
-    decoded = codec.decode(codec.encode(waves)).numpy()
-    table = accuracy([estimator.predict(clip_features(w)) for w in decoded], list(labels.values()))
+    decoded = codec_round_trip(codec, waves, len(waves[0]))  # what the run's codec row holds
+    table = accuracy([estimator.predict(clip_features(w)) for w in decoded], labels)
     # decoding blurs onsets: from onsets alone drums read about 0.5 here, under their chance of 0.58
     for attribute, entry in table.items():
         assert entry["accuracy"] >= 0.8 and entry["accuracy"] >= entry["chance"] + 0.2, (attribute, entry)
