@@ -20,6 +20,7 @@ than the codec, and per attribute whether it beats chance at p < ABOVE_CHANCE_P.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 ANCHOR_DIR = "anchors"
 FIT_CLIPS = 128  # labelled training-split clips the attribute estimators are fitted on
+FOLDER_RATE = 16_000  # anchor clips' rate when the run scores a folder of audio (no model to ask)
 ABOVE_CHANCE_P = 0.01  # an attribute counts as followed when chance does as well less often than this
 ROWS = ("trained", "untrained", "noise", "codec", "references")
 SIGNAL_COLUMNS = {"chroma_match": "chroma match", "level_ratio": "level / ref.",
@@ -65,12 +67,13 @@ def _read(folder: Path, ids: Sequence[str], rate: int) -> list[np.ndarray]:
 
 
 def build_anchor_clips(model, untrained, run_dir: Path, reference_dir: Path, ids: Sequence[str],
-                       captions: Mapping[str, str], seed: int, settings: GenerationSettings) -> dict[str, Path]:
+                       captions: Mapping[str, str], seed: int, settings: GenerationSettings | None,
+                       duration: float) -> dict[str, Path]:
     """Render the untrained (`model.untrained(seed)`, or None), noise and codec rows' clips (those the model
-    supports) under run_dir/anchors."""
+    supports; noise alone without a model) under run_dir/anchors."""
     root = run_dir / ANCHOR_DIR
-    rate = model.sample_rate
-    samples = int(round(settings.duration * rate))
+    rate = model.sample_rate if model is not None else FOLDER_RATE
+    samples = int(round(duration * rate))
     folders = {}
     references = dict(zip(ids, _read(reference_dir, ids, rate)))
     seeds = {item_id: derive_seed(seed, item_id) for item_id in ids}
@@ -92,7 +95,7 @@ def build_anchor_clips(model, untrained, run_dir: Path, reference_dir: Path, ids
     folders["noise"] = root / "noise"
     _write_missing(folders["noise"], ids, noise, rate)
 
-    codec = getattr(model, "codec", None)
+    codec = getattr(model, "codec", None) if model is not None else None
     if codec is not None:
         folders["codec"] = root / "codec"
         _write_missing(folders["codec"], ids, lambda chunk: codec_round_trip(
@@ -155,15 +158,20 @@ def attribute_rows(folders: Mapping[str, Path], ids: Sequence[str], labels: Mapp
 
 
 def fit_estimator(eval_set):
-    """Attribute estimators fitted on the labelled training split of a demo set (never its held-out clips)."""
-    from fluxbench.protocols.metrics.attributes import AttributeEstimator, clip_features
-    from fluxbench.protocols.sets.demo import DemoSet
+    """Attribute estimators fitted on labelled clips from outside the evaluated items (the set's
+    `anchor_training_clips`); None when the set has none."""
+    from fluxbench.audio import read_audio, resample, to_mono
+    from fluxbench.protocols.metrics.attributes import SAMPLE_RATE, AttributeEstimator, clip_features
 
-    corpus = DemoSet("train", size=FIT_CLIPS, seed=eval_set.seed, duration=eval_set.duration, root=eval_set.root)
-    labels = corpus.labels()
-    ids = list(labels)
-    waves = _read(corpus.folder, ids, 16_000)
-    return AttributeEstimator.fit([clip_features(w) for w in waves], [labels[i] for i in ids])
+    clips = eval_set.anchor_training_clips(FIT_CLIPS)
+    if not clips:
+        return None
+    features = []
+    for clip in clips:
+        audio, rate = read_audio(clip.path)
+        wave = to_mono(audio)
+        features.append(clip_features(resample(wave, rate, SAMPLE_RATE) if rate != SAMPLE_RATE else wave))
+    return AttributeEstimator.fit(features, [dict(clip.labels) for clip in clips])
 
 
 def verdict(rows: Mapping[str, Mapping[str, float]], p_values: Mapping[str, float] | None = None
@@ -237,35 +245,61 @@ def anchor_table(anchors: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def score_anchors(runner, model, eval_set, items, reference_dir: Path, results: dict[str, Any],
-                  settings: GenerationSettings) -> dict[str, Any]:
+@dataclass(frozen=True)
+class AnchorInputs:
+    """What the anchor rows are scored from: the run's model (None for a folder of audio made elsewhere), its
+    set, scored items and folders, the metric values it got, and how it scored them."""
+
+    model: Any
+    eval_set: Any
+    items: Sequence[Any]
+    run_dir: Path
+    generated_dir: Path
+    reference_dir: Path
+    values: Mapping[str, Mapping[str, Any]]  # the run's metrics (results.json "metrics")
+    metrics: Sequence[str] | None
+    backbone: str
+    seed: int
+    cache_dir: Path
+    settings: GenerationSettings | None  # the model's generation settings; None without a model
+    weights_dir: str | None = None
+
+
+def score_anchors(run: AnchorInputs) -> dict[str, Any]:
     """Every anchor row, scored like the run itself (same backbone and items, no intervals)."""
     from fluxbench.protocols.metrics.scoring import score_folders
 
-    ids = [item.id for item in items if item.id not in set(results["set"]["missing_references"])]
-    captions = {item.id: item.caption for item in items}
-    untrained = model.untrained(runner.config.seed)  # one twin for its clips and its caption reliance
-    folders = build_anchor_clips(model, untrained, runner.run_dir, reference_dir, ids, captions, runner.config.seed,
-                                 settings)
-    metric_keys = list(results["metrics"])
-    rows: dict[str, dict[str, float]] = {"trained": {k: results["metrics"][k]["value"] for k in metric_keys}}
+    model = run.model
+    ids = [item.id for item in run.items]
+    captions = {item.id: item.caption for item in run.items}
+    untrained = model.untrained(run.seed) if model is not None else None  # one twin for clips and reliance
+    duration = run.settings.duration if run.settings is not None else float(run.eval_set.duration or 10.24)
+    folders = build_anchor_clips(model, untrained, run.run_dir, run.reference_dir, ids, captions, run.seed,
+                                 run.settings, duration)
+    metric_keys = list(run.values)
+    rows: dict[str, dict[str, float]] = {"trained": {k: run.values[k]["value"] for k in metric_keys}}
     for name, folder in folders.items():
-        scored = score_folders(folder, reference_dir, metrics=runner.config.metrics, backbone="descriptor",
-                               ids=[safe_file_stem(i) for i in ids], bootstrap=0, seed=runner.config.seed,
-                               cache_dir=Path(runner.config.out) / "cache", progress=False)
+        scored = score_folders(folder, run.reference_dir, metrics=run.metrics, backbone=run.backbone,
+                               ids=[safe_file_stem(i) for i in ids], bootstrap=0, seed=run.seed,
+                               cache_dir=run.cache_dir, weights_dir=run.weights_dir, progress=False)
         rows[name] = {k: scored["metrics"][k]["value"] for k in metric_keys if k in scored["metrics"]}
-    attribute_folders = {"trained": runner.run_dir / "generated", **folders, "references": reference_dir}
-    accuracies, chance, p_values = attribute_rows(attribute_folders, ids, eval_set.labels(),
-                                                  fit_estimator(eval_set), reference_dir)
-    for name, values in accuracies.items():
-        rows.setdefault(name, {}).update(values)
-    references = _read(reference_dir, ids, model.sample_rate)
-    texts = [captions[i] for i in ids]
-    for name, candidate in (("trained", model), ("untrained", untrained)):
-        reliance = (candidate.caption_reliance(references, model.sample_rate, texts, runner.config.seed)
-                    if candidate is not None else None)
-        if reliance is not None and name in rows:
-            rows[name]["caption_reliance"] = reliance
+    chance: dict[str, float] = {}
+    p_values: dict[str, dict[str, float]] = {}
+    estimator = fit_estimator(run.eval_set)
+    if estimator is not None:
+        attribute_folders = {"trained": run.generated_dir, **folders, "references": run.reference_dir}
+        accuracies, chance, p_values = attribute_rows(attribute_folders, ids, run.eval_set.labels(), estimator,
+                                                      run.reference_dir)
+        for name, values in accuracies.items():
+            rows.setdefault(name, {}).update(values)
+    if model is not None:
+        references = _read(run.reference_dir, ids, model.sample_rate)
+        texts = [captions[i] for i in ids]
+        for name, candidate in (("trained", model), ("untrained", untrained)):
+            reliance = (candidate.caption_reliance(references, model.sample_rate, texts, run.seed)
+                        if candidate is not None else None)
+            if reliance is not None and name in rows:
+                rows[name]["caption_reliance"] = reliance
     return {"rows": rows, "chance": chance, "p_values": p_values,
             "verdict": verdict({k: v for k, v in rows.items() if k != "references"}, p_values.get("trained")),
-            "n": len(ids), "fit_clips": FIT_CLIPS}
+            "n": len(ids), "fit_clips": FIT_CLIPS if estimator is not None else 0, "backbone": run.backbone}

@@ -68,6 +68,27 @@ def unsupported_format(path: str | os.PathLike) -> str | None:
             f"(e.g. ffmpeg -i in{suffix} out.flac)")
 
 
+def audio_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` cannot be read as audio, judged from its header only (cheap enough for thousands of files
+    before a long run): unsupported format, truncated WAV, unreadable header, no samples. None when it looks
+    readable; decoding problems further in are found when it is read."""
+    import soundfile as sf
+
+    path = Path(path)
+    if unsupported_format(path):
+        return unsupported_format(path)
+    truncated = wav_truncation(path)
+    if truncated:
+        return f"truncated WAV ({truncated})"
+    try:
+        info = sf.info(str(path))
+    except Exception as error:  # soundfile raises several types for corrupt or unknown formats
+        return f"unreadable audio ({' '.join(str(error).split())[:200]})"
+    if info.frames == 0:
+        return "empty audio (0 samples)"
+    return None
+
+
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Read a file as float32 [channels, samples] and its sample rate; one-line errors for bad files."""
     import soundfile as sf

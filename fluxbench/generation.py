@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from fluxbench import registry
-from fluxbench.models.base import GenerationSettings, TextToMusicModel
+from fluxbench import FluxbenchError, registry
+from fluxbench.models.base import GenerationSettings, TextToMusicModel, as_model, check_output
 from fluxbench.runtime import derive_seed
 from fluxbench.store import ClipStore, content_key
 
@@ -40,11 +40,46 @@ def loading_options(entry: registry.Entry, options: dict[str, Any], batch_size: 
     return options
 
 
+IMPLICIT_OPTIONS = ("batch_size", "progress")  # what fluxbench passes on its own; a factory may not take them
+
+
 def load_model(name: str, options: dict[str, Any], batch_size: int,
                progress: bool) -> tuple[registry.Entry, TextToMusicModel]:
-    """A registered model or a model folder (`registry.model_entry`), loaded with `loading_options`."""
+    """A registered model, a model folder or an outside factory (`registry.model_entry`), loaded with
+    `loading_options` and checked against the interface."""
     entry = registry.model_entry(name)
-    return entry, entry.create(**loading_options(entry, options, batch_size, progress))
+    options = loading_options(entry, options, batch_size, progress)
+    if not entry.facts.get("external"):
+        return entry, as_model(entry.create(**options), f"--model {name}")
+    factory = entry.load()
+    options = factory_options(factory, {**entry.bound, **options}, f"--model {name}")
+    try:
+        made = factory(**options)
+    except FluxbenchError:
+        raise
+    except Exception as error:  # outside code may fail in any way; the user needs the one line that says why
+        text = " ".join(str(error).split())[:300]
+        raise FluxbenchError(f"--model {name}: the factory raised {type(error).__name__}: {text}") from None
+    return entry, as_model(made, f"--model {name}")
+
+
+def factory_options(factory: Callable[..., Any], options: dict[str, Any], where: str) -> dict[str, Any]:
+    """The options an outside factory accepts: fluxbench's own (batch size, progress) only where its signature
+    takes them, and a one-line error for an option the user gave that it does not take."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: pass only what the user gave
+        return {k: v for k, v in options.items() if k not in IMPLICIT_OPTIONS}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return options
+    refused = [k for k in options if k not in parameters and k not in IMPLICIT_OPTIONS]
+    if refused:
+        flags = ", ".join("--" + k.replace("_", "-") for k in refused)
+        taken = ", ".join(parameters) or "no options"
+        raise FluxbenchError(f"{where}: {flags} given, but the factory takes {taken}")
+    return {k: v for k, v in options.items() if k in parameters}
 
 
 def clip_identity(fingerprint: str, caption: str, seed: int, settings: GenerationSettings,
@@ -83,8 +118,9 @@ def generate_clips(model: TextToMusicModel, store: ClipStore, prompts: Sequence[
         model.prepare([prompt.caption for batch in todo for prompt in batch], settings)
     for batch in _progress(todo, "generate", progress):
         started = time.perf_counter()
-        audio = model.generate([prompt.caption for prompt in batch], settings=settings,
-                               seed=[identities[prompt.id]["seed"] for prompt in batch])
+        audio = check_output(model.generate([prompt.caption for prompt in batch], settings=settings,
+                                            seed=[identities[prompt.id]["seed"] for prompt in batch]),
+                             model, len(batch), settings.duration)
         for row, prompt in enumerate(batch):
             store.put(keys[prompt.id], audio.waveforms[row], audio.sample_rate, identities[prompt.id])
         if on_batch is not None:

@@ -58,10 +58,19 @@ class RunConfig:
     shard: tuple[int, int] | None = None  # (index, count)
     progress: bool = True
     anchors: bool = True  # on labelled sets: score noise, untrained and codec rows beside the model
+    generated: str | None = None  # a folder of audio made elsewhere, named by item id, scored instead of a model
+    label: str | None = None  # the name that folder's row gets; default: the folder's name
 
     def model_name(self) -> str:
-        """The model's own name: a registry name as given, a model folder's name (not its path)."""
-        return Path(self.model).resolve().name if registry.model_folder_reader(self.model) else self.model
+        """The model's own name: a registry name as given, a model folder's name (not its path), an outside
+        factory's attribute name, or a pre-generated folder's label."""
+        if self.generated:
+            from fluxbench.pregenerated import default_label
+
+            return self.label or default_label(self.generated)
+        if registry.model_folder_reader(self.model):
+            return Path(self.model).resolve().name
+        return self.model.rpartition(":")[2] if registry.is_external_target(self.model) else self.model
 
     def run_name(self) -> str:
         """A single folder name, so a run always lands directly under --out, where `report` looks."""
@@ -70,7 +79,8 @@ class RunConfig:
                 raise FluxbenchError(f"--name {self.name!r}: expected a plain folder name (no '/', '..' or leading "
                                      f"'.'); the run goes under --out ({self.out})")
             return self.name
-        parts = [self.model_name(), self.set, f"seed{self.seed}"] + ([f"n{self.limit}"] if self.limit else [])
+        set_name = self.set.rpartition("/")[2] if ":" in self.set else self.set  # hf:org/name -> hf:name
+        parts = [self.model_name(), set_name.replace(":", "-"), f"seed{self.seed}"] + ([f"n{self.limit}"] if self.limit else [])
         return _single_component("-".join(parts))
 
 
@@ -97,7 +107,11 @@ class Runner:
         self.rank, self.world, self.dist = distributed()
         if config.shard and self.world > 1:
             raise FluxbenchError("--shard cannot be combined with torchrun; use one or the other")
+        if config.generated and (config.shard or self.world > 1):
+            raise FluxbenchError("--generated: a folder of audio is scored in one process; leave out --shard and "
+                                 "torchrun")
         self.shard = config.shard or (self.rank, self.world)
+        self.folder_match = None  # a pre-generated folder matched against the set (pre-flight)
 
     # ---- inputs ---------------------------------------------------------------------------------------------
     def set_items(self, eval_set: EvalSet) -> list[SetItem]:
@@ -121,13 +135,21 @@ class Runner:
         return generation.load_model(self.config.model, self.config.model_options, self.config.batch_size,
                                      self.config.progress)
 
-    def backbone(self) -> str:
-        if self.config.backbone == "auto":
-            return "descriptor" if self.config.set == "demo" else "paper"
-        return self.config.backbone
+    def create_set(self) -> EvalSet:
+        """The set the config names, built with the set options it takes (others are one-line errors)."""
+        entry = registry.set_entry(self.config.set)
+        options = set_options(entry, self.config.set_options)
+        made = entry.create(**options)
+        if not isinstance(made, EvalSet):
+            raise FluxbenchError(f"--set {self.config.set}: the factory returned {type(made).__name__}, expected a "
+                                 f"fluxbench.protocols.sets.EvalSet")
+        return made
+
+    def backbone(self, eval_set: EvalSet) -> str:
+        return eval_set.default_backbone if self.config.backbone == "auto" else self.config.backbone
 
     def reference_crop(self, eval_set: EvalSet) -> str:
-        crop = self.config.reference_crop or getattr(eval_set, "reference_crop", "none")
+        crop = self.config.reference_crop or eval_set.reference_crop
         if crop not in ("none", "start", "center"):
             raise FluxbenchError(f"--reference-crop {crop!r}: expected none, start or center")
         return crop
@@ -140,11 +162,9 @@ class Runner:
         from fluxbench import preflight
         from fluxbench.preflight import Part
 
-        set_entry = registry.get("set", self.config.set)  # unknown names fail at once, with a suggestion
-        entry, options = self.model_entry()
         scoring = self.rank == 0 and not self.config.shard  # shards only generate
         parts: list[Part] = []
-        eval_set = set_entry.create(**self.config.set_options)  # bad options (a subset, ...) fail at once
+        eval_set = self.create_set()  # unknown names and bad options (a subset, ...) fail at once
         items: list[SetItem] = []
         try:
             items = self.set_items(eval_set)
@@ -153,45 +173,56 @@ class Runner:
         else:
             parts.append(Part("ok", "captions", self.captions_note(eval_set, items)))
             if scoring:
-                parts.append(preflight.reference_part(items, getattr(eval_set, "audio_dir", None)))
+                parts.append(preflight.reference_part(items, eval_set.audio_dir))
         weights_dir = self.config.model_options.get("weights_dir")
-        try:
-            requests = preflight.model_weight_requests(entry, options)
-        except (FluxbenchError, OSError, ValueError) as error:
-            parts.append(Part("missing", f"model {entry.name}", str(error)))
+        if self.config.generated:
+            what = f"generated audio ({self.config.model_name()})"
+            if items:
+                from fluxbench.pregenerated import describe, match_folder
+
+                self.folder_match = match_folder(self.config.generated, items, eval_set)
+                enough, detail = describe(self.folder_match, len(items))
+                parts.append(Part("ok" if enough else "missing", what, detail))
+            title = f"{self.config.model_name()} (audio folder) on {self.config.set}"
         else:
-            parts += preflight.weight_parts(requests, weights_dir, "model")
-            if not requests:
-                trained = entry.facts.get("trained_on_first_use")
-                parts.append(Part("ok", f"model {entry.name}", "no downloadable weights"
-                                  + (f" (trained on first use when absent: {trained})" if trained else "")))
+            entry, options = self.model_entry()
+            try:
+                requests = preflight.model_weight_requests(entry, options)
+            except (FluxbenchError, OSError, ValueError) as error:
+                parts.append(Part("missing", f"model {entry.name}", str(error)))
+            else:
+                parts += preflight.weight_parts(requests, weights_dir, "model")
+                if not requests:
+                    trained = entry.facts.get("trained_on_first_use")
+                    parts.append(Part("ok", f"model {entry.name}", "no downloadable weights"
+                                      + (f" (trained on first use when absent: {trained})" if trained else "")))
+            title = f"{entry.name} on {self.config.set}"
         if scoring:
             from fluxbench.protocols.metrics.backbones import weight_sources
             from fluxbench.protocols.metrics.scoring import backbones_for
 
-            names = backbones_for(self.config.metrics, self.backbone())
+            names = backbones_for(self.config.metrics, self.backbone(eval_set))
             parts += preflight.weight_parts([(source, None) for name in names for source in weight_sources(name)],
                                             weights_dir, "scoring")
         if items:
             duration = self.duration(eval_set)
-            rate = int(entry.facts.get("sample_rate") or 16_000)
-            parts.append(preflight.disk_part(self.config.out, len(items), duration, rate, len(items),
+            clips = 0 if self.config.generated else len(items)  # a folder's files are linked, not written
+            rate = 16_000 if self.config.generated else int(entry.facts.get("sample_rate") or 16_000)
+            parts.append(preflight.disk_part(self.config.out, clips, duration, rate, len(items),
                                              scoring and self.reference_crop(eval_set) != "none"))
-        preflight.report(parts, f"{entry.name} on {self.config.set}")
+        preflight.report(parts, title)
         return eval_set, items
 
     @staticmethod
     def captions_note(eval_set: EvalSet, items: list[SetItem]) -> str:
-        subset = getattr(eval_set, "subset", None)
-        path = getattr(eval_set, "captions_path", None)
-        where = f"{path}" + (" (shipped, sha256 verified)" if getattr(eval_set, "shipped_captions", False) else "")
-        return (f"{len(items)} items" + (f", subset {subset}" if subset else "")
-                + (f" from {where}" if path else ""))
+        described = eval_set.describe()
+        return (f"{len(items)} items" + (f", subset {eval_set.subset}" if eval_set.subset else "")
+                + (f" {described}" if described else ""))
 
     def duration(self, eval_set: EvalSet) -> float:
         if self.config.duration:
             return float(self.config.duration)
-        return float(getattr(eval_set, "duration", DEFAULT_DURATION))
+        return float(eval_set.duration or DEFAULT_DURATION)
 
     # ---- generation ---------------------------------------------------------------------------------------
     def generate(self, model: TextToMusicModel, items: list[SetItem], settings: GenerationSettings) -> dict[str, str]:
@@ -273,13 +304,78 @@ class Runner:
         started = time.perf_counter()
         eval_set, items = self.preflight()
         checked = time.perf_counter()
-        entry, model = self.load_model()
         duration = self.duration(eval_set)
+        if self.config.generated:
+            clips = self.place_pregenerated(items)
+        else:
+            clips = self.generate_with_model(items, duration)
+            if clips is None:  # a rank or shard that only generates
+                return None
+        loaded = checked + clips.load_seconds
+        reference_dir, unscored = self.prepare_references(eval_set, items, duration)
+        for item_id, why in clips.unscored.items():
+            unscored.setdefault(item_id, why)
+        usable = [item for item in items if item.id not in unscored]
+        if len(usable) < 2:
+            examples = "; ".join(f"{k}: {v}" for k, v in list(unscored.items())[:3])
+            raise FluxbenchError(f"only {len(usable)} of {len(items)} items have usable reference and generated "
+                                 f"audio; metrics need at least 2 (e.g. {examples}); point --audio-dir at the "
+                                 f"set's audio")
+        score_started = time.perf_counter()
+        scores = self.score(clips.folder, reference_dir, usable, eval_set)
+        missing = {item_id for item_id, why in unscored.items() if item_id not in clips.unscored}
+        # What scoring itself set aside (a reference or a generated clip it could not use) is not scored either.
+        item_of = {safe_file_stem(item.id): item.id for item in items}
+        for skipped in scores.get("skipped", []):
+            item_id = item_of.get(Path(skipped["file"]).stem, Path(skipped["file"]).stem)
+            unscored.setdefault(item_id, f"{skipped['set']} {skipped['file']}: {skipped['reason']}")
+            if skipped["set"] == "reference":
+                missing.add(item_id)
+        missing_list = [item.id for item in items if item.id in missing]
+        scored = [item for item in usable if item.id not in unscored]
+        results = {
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "model": clips.model_record,
+            "set": {"name": eval_set.name, "subset": eval_set.subset, "items": len(items),
+                    "scored_items": scores["pairing"]["shared"], "missing_references": missing_list,
+                    "unscored": unscored, "limit": self.config.limit, "reference_crop": self.reference_crop(eval_set),
+                    **self.captions_provenance(eval_set), "source": eval_set.provenance(),
+                    "captions": {item.id: item.caption for item in items}},
+            "settings": {"seed": self.config.seed, "duration": duration, **clips.settings},
+            "metrics": scores["metrics"],
+            "per_clip": scores.get("per_clip", {}),
+            "scoring": {k: v for k, v in scores.items() if k not in ("metrics", "per_clip")},
+            "environment": environment(self.config.model_options.get("device")),
+            "timing": {"preflight_s": round(checked - started, 3), "load_model_s": round(loaded - checked, 3),
+                       "train_s": clips.train_seconds,
+                       "generate_s": round(self.generation_seconds(), 3) if clips.model is not None else None,
+                       "score_s": round(time.perf_counter() - score_started, 3),
+                       "wall_s": round(time.perf_counter() - started, 3)},
+        }
+        if self.config.anchors and eval_set.labels() is not None:
+            from fluxbench.anchors import AnchorInputs, score_anchors
+
+            anchors_started = time.perf_counter()
+            results["anchors"] = score_anchors(AnchorInputs(
+                model=clips.model, eval_set=eval_set, items=scored, run_dir=self.run_dir,
+                generated_dir=clips.folder, reference_dir=reference_dir, values=results["metrics"],
+                metrics=self.config.metrics, backbone=self.backbone(eval_set), seed=self.config.seed,
+                cache_dir=Path(self.config.out) / "cache", settings=clips.generation_settings,
+                weights_dir=self.config.model_options.get("weights_dir")))
+            results["timing"]["anchors_s"] = round(time.perf_counter() - anchors_started, 3)
+        write_results(self.run_dir / "results.json", results)
+        return results
+
+    def generate_with_model(self, items: list[SetItem], duration: float) -> "RunClips | None":
+        """Load the model and make sure every item has a stored clip; the run folder's generated/ on rank 0 of
+        a plain run, None on processes that only generate."""
+        loading = time.perf_counter()
+        entry, model = self.load_model()
         settings = model.resolve_settings(duration, **self.config.generation)
         if self.rank == 0:
             write_json(self.run_dir / "run.json", {"config": asdict(self.config), "settings": settings.record()},
                        sort_keys=True)
-        loaded = time.perf_counter()
+        load_seconds = time.perf_counter() - loading
         keys = self.generate(model, items, settings)
         if self.dist is not None:
             self.dist.barrier()
@@ -290,62 +386,42 @@ class Runner:
             log.info("shard %d/%d done; %d of %d clips exist: run without --shard to score once all are done",
                      *self.shard, done, len(keys))
             return None
-
-        generated_dir = self.export_generated(keys, items)
-        reference_dir, unscored = self.prepare_references(eval_set, items, duration)
-        usable = [item for item in items if item.id not in unscored]
-        if len(usable) < 2:
-            examples = "; ".join(f"{k}: {v}" for k, v in list(unscored.items())[:3])
-            raise FluxbenchError(f"only {len(usable)} of {len(items)} items have usable reference audio; metrics "
-                                 f"need at least 2 (e.g. {examples}); point --audio-dir at the set's audio")
-        score_started = time.perf_counter()
-        scores = self.score(generated_dir, reference_dir, usable, eval_set)
-        missing = set(unscored)  # every reason so far is about the reference
-        # What scoring itself set aside (a reference or a generated clip it could not use) is not scored either.
-        item_of = {safe_file_stem(item.id): item.id for item in items}
-        for skipped in scores.get("skipped", []):
-            item_id = item_of.get(Path(skipped["file"]).stem, Path(skipped["file"]).stem)
-            unscored.setdefault(item_id, f"{skipped['set']} {skipped['file']}: {skipped['reason']}")
-            if skipped["set"] == "reference":
-                missing.add(item_id)
-        missing = [item.id for item in items if item.id in missing]
-        scored = [item for item in usable if item.id not in unscored]
         provenance = model.provenance()
-        results = {
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model": {"name": entry.name, "family": entry.facts.get("family"),
-                      "parameters": entry.facts.get("parameters") or provenance.get("parameters"),
-                      "training": provenance.get("training"), "fingerprint": model.fingerprint(),
-                      "weights": model.checksums()},
-            "set": {"name": eval_set.name, "subset": getattr(eval_set, "subset", None), "items": len(items),
-                    "scored_items": scores["pairing"]["shared"], "missing_references": missing,
-                    "unscored": unscored, "limit": self.config.limit, "reference_crop": self.reference_crop(eval_set),
-                    **self.captions_provenance(eval_set),
-                    "captions": {item.id: item.caption for item in items}},
-            "settings": {"seed": self.config.seed, "duration": duration, "batch_size": self.config.batch_size,
-                         **settings.record()},
-            "metrics": scores["metrics"],
-            "per_clip": scores.get("per_clip", {}),
-            "scoring": {k: v for k, v in scores.items() if k not in ("metrics", "per_clip")},
-            "environment": environment(self.config.model_options.get("device")),
-            "timing": {"preflight_s": round(checked - started, 3), "load_model_s": round(loaded - checked, 3),
-                       "train_s": provenance.get("training", {}).get("seconds"),
-                       "generate_s": round(self.generation_seconds(), 3),
-                       "score_s": round(time.perf_counter() - score_started, 3),
-                       "wall_s": round(time.perf_counter() - started, 3)},
-        }
-        if self.config.anchors and eval_set.labels() is not None:
-            from fluxbench.anchors import score_anchors
+        record = {"name": entry.name, "family": entry.facts.get("family"),
+                  "parameters": entry.facts.get("parameters") or provenance.get("parameters"),
+                  "training": provenance.get("training"), "fingerprint": model.fingerprint(),
+                  "weights": model.checksums()}
+        if entry.facts.get("external"):
+            record["source"] = {k: entry.facts[k] for k in ("target", "package", "version") if k in entry.facts}
+        return RunClips(self.export_generated(keys, items), record,
+                        {"batch_size": self.config.batch_size, **settings.record()}, model, settings,
+                        load_seconds, provenance.get("training", {}).get("seconds"))
 
-            anchors_started = time.perf_counter()
-            results["anchors"] = score_anchors(self, model, eval_set, scored, reference_dir, results, settings)
-            results["timing"]["anchors_s"] = round(time.perf_counter() - anchors_started, 3)
-        write_results(self.run_dir / "results.json", results)
-        return results
+    def place_pregenerated(self, items: list[SetItem]) -> "RunClips":
+        """The matched files of a pre-generated folder placed in generated/ (links, else copies); files left from
+        an earlier placement that match no current item are removed, so only this folder's audio is scored."""
+        from fluxbench import pregenerated
+        from fluxbench.store import place_file
+
+        match = self.folder_match
+        usable = match.usable()
+        folder = self.run_dir / "generated"
+        folder.mkdir(parents=True, exist_ok=True)
+        wanted = {f"{safe_file_stem(item_id)}{path.suffix.lower()}": path for item_id, path in usable.items()}
+        for stale in folder.iterdir():
+            if stale.name not in wanted and (stale.is_file() or stale.is_symlink()):
+                stale.unlink()
+        for name, source in wanted.items():
+            place_file(source.resolve(), folder / name)
+        record = pregenerated.model_record(self.config.model_name(), match)
+        write_json(self.run_dir / "run.json", {"config": asdict(self.config), "settings": {"source": "audio folder"}},
+                   sort_keys=True)
+        return RunClips(folder, record, {"source": "audio folder"}, None, None, 0.0, None,
+                        pregenerated.unscored_reasons(match))
 
     @staticmethod
     def captions_provenance(eval_set: EvalSet) -> dict[str, Any]:
-        path = getattr(eval_set, "captions_path", None)
+        path = eval_set.captions_path
         if path is None:
             return {"captions_file": None, "captions_sha256": None}
         from fluxbench.weights import sha256_of
@@ -358,13 +434,46 @@ class Runner:
         stems = {item.id: safe_file_stem(item.id) for item in items}
         captions = {stems[item.id]: item.caption for item in items}
         scores = score_folders(generated_dir, reference_dir, metrics=self.config.metrics,
-                               backbone=self.backbone(), captions=captions, ids=[stems[item.id] for item in items],
+                               backbone=self.backbone(eval_set), captions=captions, ids=[stems[item.id] for item in items],
                                bootstrap=self.config.bootstrap, seed=self.config.seed,
                                cache_dir=Path(self.config.out) / "cache",
                                weights_dir=self.config.model_options.get("weights_dir"), progress=self.config.progress)
         item_of = {stem: item_id for item_id, stem in stems.items()}  # results speak of the set's own ids
         scores["per_clip"] = {item_of.get(stem, stem): values for stem, values in scores.get("per_clip", {}).items()}
         return scores
+
+
+@dataclass
+class RunClips:
+    """What the run scores as its generated side, from a model or a folder of audio made elsewhere."""
+
+    folder: Path  # the run's generated/, one file per item named by its safe stem
+    model_record: dict[str, Any]  # results.json "model"
+    settings: dict[str, Any]  # results.json "settings" beyond seed and duration
+    model: TextToMusicModel | None  # None for a folder of audio
+    generation_settings: GenerationSettings | None
+    load_seconds: float
+    train_seconds: float | None
+    unscored: dict[str, str] = field(default_factory=dict)  # item id -> why it has no generated clip
+
+
+def set_options(entry: registry.Entry, options: dict[str, Any]) -> dict[str, Any]:
+    """The set options a set takes; an option it does not take is a one-line error naming the flag."""
+    import inspect
+
+    given = {k: v for k, v in options.items() if v is not None}
+    try:
+        parameters = inspect.signature(entry.load()).parameters
+    except (TypeError, ValueError):
+        return given
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return given
+    refused = [k for k in given if k not in parameters]
+    if refused:
+        takes = [f"--{k.replace('_', '-')}" for k in parameters if k not in entry.bound]
+        raise FluxbenchError(f"--set {entry.name}: {', '.join('--' + k.replace('_', '-') for k in refused)} "
+                             f"not taken by this set (it takes {', '.join(takes) or 'no options'})")
+    return given
 
 
 def _symlink(source: Path, target: Path) -> None:

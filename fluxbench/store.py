@@ -99,17 +99,22 @@ class ClipStore:
 
         The new file replaces `target` in one step (never delete-then-create), and `target` must be a regular
         file name inside an existing run folder: callers build it from `fluxbench.inputs.safe_file_stem`."""
-        target = Path(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        source = self.path(key)
-        if target.is_file() and not target.is_symlink() and os.path.samefile(source, target):
-            return target
-        if target.is_dir():
-            raise FluxbenchError(f"{target}: a folder is in the way of a generated clip")
-        with atomic_path(target) as tmp:
-            tmp.unlink()
-            try:
-                os.link(source, tmp)
-            except OSError:
-                shutil.copyfile(source, tmp)
+        return place_file(self.path(key), target)
+
+
+def place_file(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Put `source` at `target` as a hard link when possible, else a copy, replacing `target` in one step
+    (never delete-then-create); `target` must be a regular file name inside an existing folder."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_file() and not target.is_symlink() and os.path.samefile(source, target):
         return target
+    if target.is_dir():
+        raise FluxbenchError(f"{target}: a folder is in the way of a generated clip")
+    with atomic_path(target) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+    return target

@@ -17,6 +17,11 @@ if TYPE_CHECKING:
 WeightRequest = tuple["WeightSource", "str | None"]  # a component to resolve, and an explicit local path or None
 
 DEFAULT_DURATION = 10.24  # seconds: the paper's clip length
+LENGTH_TOLERANCE = 0.02  # a clip may differ from the asked duration by this fraction (codec frame rounding)
+
+
+class ModelOutputError(FluxbenchError, ValueError):
+    """A model produced something other than the clips the interface promises."""
 
 
 @dataclass(frozen=True)
@@ -54,8 +59,12 @@ class GeneratedAudio:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.waveforms, np.ndarray):
+            raise ModelOutputError(f"GeneratedAudio.waveforms must be a numpy array [batch, samples], got "
+                                   f"{type(self.waveforms).__name__}")
         if self.waveforms.ndim != 2:
-            raise ValueError(f"waveforms must be [batch, samples], got shape {self.waveforms.shape}")
+            raise ModelOutputError(f"GeneratedAudio.waveforms must be [batch, samples], got shape "
+                                   f"{tuple(self.waveforms.shape)}")
 
 
 class TextToMusicModel(abc.ABC):
@@ -130,10 +139,53 @@ class TextToMusicModel(abc.ABC):
         return {}
 
 
+def check_output(audio: Any, model: "TextToMusicModel", prompts: int, duration: float) -> GeneratedAudio:
+    """`audio` if it is what `generate` promises for `prompts` prompts of `duration` seconds: float samples,
+    one row per prompt, at the model's rate, the asked length (within LENGTH_TOLERANCE), all finite. Else one
+    line naming the model and what was wrong."""
+    name = getattr(model, "name", type(model).__name__)
+    where = f"model {name}: generate"
+    if not isinstance(audio, GeneratedAudio):
+        raise ModelOutputError(f"{where} returned {type(audio).__name__}, expected "
+                               f"fluxbench.models.base.GeneratedAudio")
+    waves = audio.waveforms
+    if not np.issubdtype(waves.dtype, np.floating):
+        raise ModelOutputError(f"{where} returned {waves.dtype} samples, expected floats in [-1, 1]")
+    if waves.shape[0] != prompts:
+        raise ModelOutputError(f"{where} returned {waves.shape[0]} clip(s) for {prompts} prompt(s)")
+    rate = audio.sample_rate
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
+        raise ModelOutputError(f"{where} returned sample_rate {rate!r}, expected a positive integer")
+    declared = getattr(model, "sample_rate", None)
+    if declared is not None and int(rate) != int(declared):
+        raise ModelOutputError(f"{where} returned audio at {rate} Hz, but the model declares sample_rate "
+                               f"{declared}")
+    expected = duration * rate
+    if abs(waves.shape[1] - expected) > max(1.0, LENGTH_TOLERANCE * expected):
+        raise ModelOutputError(f"{where} returned {waves.shape[1]} samples ({waves.shape[1] / rate:.3f} s) per "
+                               f"clip, expected {duration:g} s ({round(expected)} samples at {rate} Hz)")
+    finite = np.isfinite(waves)
+    if not finite.all():
+        row = int(np.argwhere(~finite)[0][0])
+        raise ModelOutputError(f"{where} returned NaN or infinite samples (clip {row} of the batch)")
+    return audio
+
+
+def as_model(made: Any, where: str) -> "TextToMusicModel":
+    """`made` if it meets the interface; else one line saying what was returned instead."""
+    if not isinstance(made, TextToMusicModel):
+        raise ModelOutputError(f"{where}: the factory returned {type(made).__name__}, expected a "
+                               f"fluxbench.models.base.TextToMusicModel")
+    for attribute in ("name", "sample_rate"):
+        if not hasattr(made, attribute):
+            raise ModelOutputError(f"{where}: the model has no {attribute!r} attribute")
+    return made
+
+
 def factory_weight_requests(factory: Callable[..., Any], **options: Any) -> list[WeightRequest]:
     """What a registered factory would resolve: the `weight_requests` of the model class whose classmethod it is
     (a "module:Class.method" target); none for any other callable (e.g. a model trained on first use)."""
-    owner = getattr(factory, "__self__", None)
+    owner = factory if isinstance(factory, type) else getattr(factory, "__self__", None)
     if isinstance(owner, type) and issubclass(owner, TextToMusicModel):
         return owner.weight_requests(**options)
     return []

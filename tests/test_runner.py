@@ -15,6 +15,7 @@ import pytest
 from fluxbench import FluxbenchError
 from fluxbench.audio import read_audio, write_wav
 from fluxbench.results import load_results
+from fluxbench.protocols.sets.demo_synth import SYNTH_VERSION
 from fluxbench.runner import RunConfig, Runner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +55,8 @@ def test_run_writes_complete_results(model_folder, tmp_path):
     captions = on_disk["set"].pop("captions")
     assert on_disk["set"] == {"name": "demo", "subset": None, "items": 6, "scored_items": 6, "missing_references": [],
                               "unscored": {}, "limit": None, "reference_crop": "none", "captions_file": None,
-                              "captions_sha256": None}
+                              "captions_sha256": None, "source": {"split": "heldout", "size": 6, "corpus_seed": 0,
+                                                                  "synth_version": SYNTH_VERSION}}
     assert len(captions) == 6 and all(isinstance(c, str) and c for c in captions.values())
     assert on_disk["settings"]["steps"] == 2 and on_disk["settings"]["seed"] == 0
     assert on_disk["model"]["fingerprint"].startswith(Path(model_folder).name)
@@ -391,11 +393,11 @@ def test_preflight_lists_missing_captions_with_the_weights_and_rejects_bad_optio
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.delenv("FLUXBENCH_SONG_DESCRIBER_CAPTIONS", raising=False)
     config = RunConfig(model="fluxmusic-small", set="song-describer", out=str(tmp_path / "runs"), progress=False,
-                       set_options={"audio_dir": str(tmp_path)})
+                       set_options={"audio_dir": str(tmp_path), "captions": str(tmp_path / "absent.csv")})
     with pytest.raises(PreflightError) as raised:
         Runner(config).run()
     lines = str(raised.value).splitlines()[1:]
-    assert lines[0].startswith("  captions: song-describer: no caption file; pass --captions")
+    assert lines[0].startswith("  captions: song-describer: caption file ") and "absent.csv not found" in lines[0]
     assert any("FluxMusic-small checkpoint" in line for line in lines) and len(lines) == 9
     bad = RunConfig(set="musiccaps", set_options={"subset": "eval"}, out=str(tmp_path / "runs"))
     with pytest.raises(FluxbenchError, match="unknown subset 'eval'") as raised:

@@ -147,9 +147,10 @@ def test_song_describer_valid_subset_and_paths(tmp_path):
          "familiarity": 1, "artist_id": 2, "album_id": 2, "path": "01/2001.2min.wav", "duration": 150},
     ]
     write_csv(root / "song_describer.csv", SDD_COLUMNS, rows)
-    valid = list(SongDescriber(audio_dir=root / "audio").items())
+    captions = root / "song_describer.csv"
+    valid = list(SongDescriber(captions=captions, audio_dir=root / "audio").items())
     assert [i.id for i in valid] == ["sdd-1", "sdd-3"]
     assert valid[0].reference is None and valid[1].reference == root / "audio" / "01" / "2001.2min.wav"
-    assert len(list(SongDescriber(audio_dir=root / "audio", subset="all").items())) == 3
-    with pytest.raises(FluxbenchError, match="song-describer: no caption file"):
-        list(SongDescriber(audio_dir=tmp_path).items())
+    assert len(list(SongDescriber(captions=captions, audio_dir=root / "audio", subset="all").items())) == 3
+    with pytest.raises(FluxbenchError, match="song-describer: caption file .*nope.csv not found"):
+        list(SongDescriber(captions=tmp_path / "nope.csv", audio_dir=tmp_path).items())

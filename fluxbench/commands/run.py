@@ -5,17 +5,26 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fluxbench import FluxbenchError
 from fluxbench.inputs import (existing_dir, existing_file, finite_float, output_dir, path_component, positive_int,
                               resample_count, seconds, seed_int, text_file)
 from fluxbench.runner import OFFLINE_DEFAULT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=OFFLINE_DEFAULT["model"],
-                        help="registered model (`fluxbench models`) or a trained-model folder; "
+    parser.add_argument("--model", default=None,
+                        help="registered model (`fluxbench models`, installed plugins included), a trained-model "
+                             "folder, or module:factory / file.py:factory for your own TextToMusicModel; "
                              f"default {OFFLINE_DEFAULT['model']}")
+    parser.add_argument("--generated", type=existing_dir,
+                        help="score this folder of audio made elsewhere instead of a model: one file per item, "
+                             "named by item id (<id>.wav, .flac, .mp3, ...)")
+    parser.add_argument("--label", type=path_component,
+                        help="the name a --generated folder gets in results and reports (default: the folder's)")
     parser.add_argument("--set", dest="set_name", default=OFFLINE_DEFAULT["set"],
-                        help=f"registered set (`fluxbench sets`); default {OFFLINE_DEFAULT['set']}")
+                        help="registered set (`fluxbench sets`), hf:NAME_OR_PATH (a Hugging Face dataset), "
+                             f"table:FILE (.csv/.tsv/.jsonl with --audio-dir), or module:factory; default "
+                             f"{OFFLINE_DEFAULT['set']}")
     parser.add_argument("--metrics", help="comma-separated metric keys, e.g. fad,kl_softmax,is,clap (default: all the "
                                           "backbone offers)")
     parser.add_argument("--backbone", default="auto", choices=("auto", "paper", "descriptor"),
@@ -49,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                        "song-describer: valid, all); recorded in results.json")
     data.add_argument("--reference-crop", choices=["none", "start", "center"],
                       help="crop references to the clip length (default: the set's convention)")
+    data.add_argument("--split", help="hf: sets: the dataset split (default: its only split)")
+    data.add_argument("--id-column", help="hf: and table: sets: the item id column (default: detected, else row "
+                                          "numbers)")
+    data.add_argument("--caption-column", help="hf: and table: sets: the caption column (default: detected)")
+    data.add_argument("--audio-column", help="hf: and table: sets: the audio column (default: detected; table: "
+                                             "without one, <id>.<suffix> in --audio-dir)")
     parser.add_argument("--bootstrap", type=resample_count, default=1000,
                         help="bootstrap resamples for 95%% CIs (0: none)")
     parser.add_argument("--out", type=output_dir, default="runs", help="runs folder (default runs/)")
@@ -70,9 +85,19 @@ def main(args: argparse.Namespace) -> int:
                                        ("weights_dir", args.weights_dir), ("checkpoint", args.checkpoint))
                      if v is not None}
     set_options = {k: v for k, v in (("captions", args.captions), ("audio_dir", args.audio_dir),
-                                     ("subset", args.subset)) if v is not None}
+                                     ("subset", args.subset), ("split", args.split), ("id_column", args.id_column),
+                                     ("caption_column", args.caption_column),
+                                     ("audio_column", args.audio_column)) if v is not None}
+    if args.generated and args.model is not None:
+        raise FluxbenchError("--generated scores a folder of audio in place of a model; leave out --model")
+    if args.label and not args.generated:
+        raise FluxbenchError("--label names a --generated folder; a model is named by --model (or --name for the "
+                             "run folder)")
+    if args.generated and (generation or "checkpoint" in model_options):
+        raise FluxbenchError("--generated: generation options (--steps, --guidance, --checkpoint, ...) do not apply "
+                             "to a folder of audio")
     config = RunConfig(
-        model=args.model, set=args.set_name, metrics=args.metrics.split(",") if args.metrics else None,
+        model=args.model or OFFLINE_DEFAULT["model"], set=args.set_name, generated=args.generated, label=args.label, metrics=args.metrics.split(",") if args.metrics else None,
         backbone=args.backbone, limit=args.limit, seed=args.seed, duration=args.duration,
         batch_size=args.batch_size, generation=generation, model_options=model_options, set_options=set_options,
         reference_crop=args.reference_crop, bootstrap=args.bootstrap, out=args.out, name=args.name,

@@ -63,6 +63,29 @@ class AudioFolder:
         return min(candidates, key=lambda p: (rank.get(p.suffix.lower(), len(rank)), p.name), default=None)
 
 
+DATA_DIR = Path(__file__).parent / "data"
+
+
+def shipped_file(path: Path, sha256: str, what: str, kind: str = "caption file") -> Path:
+    """A data file shipped in the package, checked against its published sha256 (a damaged install is named)."""
+    from fluxbench.weights import sha256_of
+
+    if not path.is_file():
+        raise SetError(f"{what}: the shipped {kind} {path} is missing (a damaged install: reinstall fluxbench, "
+                       f"or pass --captions PATH)")
+    digest = sha256_of(path)
+    if digest != sha256:
+        raise SetError(f"{what}: the shipped {kind} {path} has sha256 {digest}, expected {sha256} (a damaged "
+                       f"install: reinstall fluxbench, or pass --captions PATH)")
+    return path
+
+
+def shipped_ids(path: Path, sha256: str, what: str) -> set[str]:
+    """The ids of a shipped id list (one a line), checked against its sha256."""
+    return {line.strip() for line in shipped_file(path, sha256, what, "id list").read_text("utf-8").splitlines()
+            if line.strip()}
+
+
 def env_path(value: str | os.PathLike | None, variable: str) -> Path | None:
     value = value or os.environ.get(variable)
     return Path(value) if value else None

@@ -15,7 +15,7 @@ from typing import Iterator
 
 from fluxbench import FluxbenchError
 from fluxbench.atomic import write_text
-from fluxbench.protocols.sets.base import EvalSet, SetItem
+from fluxbench.protocols.sets.base import EvalSet, LabelledClip, SetItem
 from fluxbench.protocols.sets.demo_synth import DURATION, SAMPLE_RATE, SPLITS, SYNTH_VERSION, ClipSpec, make_clip
 
 # 64 held-out clips: an attribute read right on 60% of them against a 40% chance rate is p = 0.001; on 32, 0.02
@@ -45,6 +45,7 @@ def _render_clip(job: tuple[int, str, int, float, str, str]) -> None:
 class DemoSet(EvalSet):
     name = "demo"
     sample_rate = SAMPLE_RATE
+    default_backbone = "descriptor"  # weight-free, so the offline default runs anywhere
 
     def __init__(self, split: str = "heldout", size: int | None = None, seed: int = 0,
                  duration: float = DURATION, root: str | os.PathLike | None = None) -> None:
@@ -101,6 +102,17 @@ class DemoSet(EvalSet):
     def labels(self) -> dict[str, dict[str, str]]:
         """Item id -> the attributes its caption names (see `ClipSpec.labels`)."""
         return {item_id: spec.labels() for item_id, spec, _ in self.specs()}
+
+    def anchor_training_clips(self, count: int) -> list[LabelledClip]:
+        """Clips of the training split (never the held-out ones), rendered like these."""
+        corpus = DemoSet("train", size=count, seed=self.seed, duration=self.duration, root=self.root)
+        return [LabelledClip(wav, spec.labels()) for _, spec, wav in corpus.specs()]
+
+    def provenance(self) -> dict[str, object]:
+        return {"split": self.split, "size": self.size, "corpus_seed": self.seed, "synth_version": SYNTH_VERSION}
+
+    def describe(self) -> str:
+        return f"synthesised {self.split} split, corpus seed {self.seed}, under {self.folder}"
 
     def write_manifest(self, path: str | os.PathLike | None = None) -> Path:
         """A JSON-lines training manifest: {"id", "path", "caption", "captions", "attributes"} per clip."""
