@@ -1,7 +1,10 @@
 """Built-in registrations. Facts only; every factory is imported on first use."""
 
 from fluxbench.models.fluxmusic.configs import CHECKPOINT_FILES, HUB_REPO, SIZES, SPEC_FILE
+from fluxbench.protocols.sets.demo import DEFAULT_SIZES as DEMO_SIZES
 from fluxbench.registry import register, register_model_folder
+
+OFFLINE_DEFAULT = {"model": "fluxmusic-demo", "set": "demo"}  # what `fluxbench run` benchmarks with no names
 
 _SIZE_BLURB = {
     "small": "FluxMusic-Small (paper Table 1), 200K-step release",
@@ -36,23 +39,28 @@ register(
     "demo",
     "fluxbench.protocols.sets.demo:DemoSet",
     "offline demo corpus: synthesised captioned melodies over chords (held-out split; no download)",
-    items=32,
+    items=DEMO_SIZES["heldout"],
     sample_rate=16000,
     duration=2.56,
     download=False,
     audio="synthesised on first use under $FLUXBENCH_CACHE/demo (no download)",
+    generated_names="demo-heldout-00000.wav ...",
 )
 
 register("set", "musiccaps", "fluxbench.protocols.sets.musiccaps:MusicCaps",
          "MusicCaps: 5,521 ten-second AudioSet clips with expert captions (shipped; --subset all, audioset-eval, "
-         "balanced)",
+         "balanced, no-singing)",
          items=5521, audio="--audio-dir (or $FLUXBENCH_MUSICCAPS_AUDIO): <ytid>.wav|flac|mp3 ...",
          captions="shipped (musiccaps-public.csv, CC BY-SA 4.0, Google LLC); --captions overrides",
-         subsets="all (5521), audioset-eval (2858), balanced (1000)")
+         subsets="all (5521), audioset-eval (2858), balanced (1000), no-singing (2218)",
+         generated_names="<ytid>.wav|flac|mp3 ...")
 register("set", "song-describer", "fluxbench.protocols.sets.song_describer:SongDescriber",
-         "Song Describer: crowd-sourced captions of MTG-Jamendo recordings, valid subset",
+         "Song Describer: crowd-sourced captions of MTG-Jamendo recordings (shipped; --subset valid, all, "
+         "no-singing, valid-no-singing)",
          items=746, audio="--audio-dir (or $FLUXBENCH_SONG_DESCRIBER_AUDIO): the dataset's audio/ tree",
-         captions="song_describer.csv (Zenodo record 10072001)")
+         captions="shipped (song_describer.csv, Zenodo record 10072001, CC BY-SA 4.0); --captions overrides",
+         subsets="valid (746), all (1106), no-singing (586), valid-no-singing (386)",
+         generated_names="sdd-<caption_id>.wav or <caption_id>.wav (.flac, .mp3 ...)")
 
 register("model", "fluxmusic-demo", "fluxbench.models.fluxmusic.demo:load_demo_model",
          "small FluxMusic (width 128) trained on the synthetic demo corpus (trained on first use; offline)",

@@ -74,6 +74,7 @@ def factory_options(factory: Callable[..., Any], options: dict[str, Any], where:
         return {k: v for k, v in options.items() if k not in IMPLICIT_OPTIONS}
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return options
+    options = {k: v for k, v in options.items() if not (k not in parameters and v in (None, "auto"))}
     refused = [k for k in options if k not in parameters and k not in IMPLICIT_OPTIONS]
     if refused:
         flags = ", ".join("--" + k.replace("_", "-") for k in refused)

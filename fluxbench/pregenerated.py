@@ -37,10 +37,17 @@ class FolderMatch:
 
 
 def default_label(folder: str | os.PathLike) -> str:
-    """A run's `generated/` folder is named after its run; any other folder after itself."""
+    """A run's `generated/` folder is named after the run's model; any other folder after itself."""
     folder = Path(folder).resolve()
-    return folder.parent.name if folder.name == "generated" and (folder.parent / "results.json").is_file() \
-        else folder.name
+    results = folder.parent / "results.json"
+    if folder.name == "generated" and results.is_file():
+        from fluxbench.results import ResultsError, load_results
+
+        try:
+            return str(load_results(results)["model"]["name"])
+        except (ResultsError, KeyError, TypeError):
+            return folder.parent.name
+    return folder.name
 
 
 def match_folder(folder: str | os.PathLike, items: Sequence[SetItem], eval_set: EvalSet) -> FolderMatch:

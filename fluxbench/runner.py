@@ -23,6 +23,7 @@ from typing import Any
 
 from fluxbench import FluxbenchError, generation, registry
 from fluxbench.atomic import write_json
+from fluxbench.catalog import OFFLINE_DEFAULT
 from fluxbench.inputs import safe_file_stem, unique_file_stems
 from fluxbench.models.base import DEFAULT_DURATION, GenerationSettings, TextToMusicModel
 from fluxbench.protocols.metrics.table import RESULT_KEYS
@@ -33,7 +34,6 @@ from fluxbench.store import ClipStore
 
 log = logging.getLogger(__name__)
 
-OFFLINE_DEFAULT = {"model": "fluxmusic-demo", "set": "demo"}
 GENERATION_TIME_FILE = "generation-seconds.{shard}.json"  # one per process, so shards never write the same file
 
 
@@ -79,8 +79,9 @@ class RunConfig:
                 raise FluxbenchError(f"--name {self.name!r}: expected a plain folder name (no '/', '..' or leading "
                                      f"'.'); the run goes under --out ({self.out})")
             return self.name
-        set_name = self.set.rpartition("/")[2] if ":" in self.set else self.set  # hf:org/name -> hf:name
-        parts = [self.model_name(), set_name.replace(":", "-"), f"seed{self.seed}"] + ([f"n{self.limit}"] if self.limit else [])
+        prefix, colon, source = self.set.partition(":")
+        set_name = f"{prefix}-{Path(source).name or source}" if colon else self.set  # hf:org/name -> hf-name
+        parts = [self.model_name(), set_name, f"seed{self.seed}"] + ([f"n{self.limit}"] if self.limit else [])
         return _single_component("-".join(parts))
 
 
@@ -313,6 +314,7 @@ class Runner:
                 return None
         loaded = checked + clips.load_seconds
         reference_dir, unscored = self.prepare_references(eval_set, items, duration)
+        missing = set(unscored)  # every reason so far is about the reference
         for item_id, why in clips.unscored.items():
             unscored.setdefault(item_id, why)
         usable = [item for item in items if item.id not in unscored]
@@ -323,7 +325,6 @@ class Runner:
                                  f"set's audio")
         score_started = time.perf_counter()
         scores = self.score(clips.folder, reference_dir, usable, eval_set)
-        missing = {item_id for item_id, why in unscored.items() if item_id not in clips.unscored}
         # What scoring itself set aside (a reference or a generated clip it could not use) is not scored either.
         item_of = {safe_file_stem(item.id): item.id for item in items}
         for skipped in scores.get("skipped", []):

@@ -25,3 +25,14 @@ def golden_dir(reference_dir) -> Path:
 @pytest.fixture(scope="session")
 def checkpoint_manifest(reference_dir) -> dict:
     return json.loads((reference_dir / "fluxmusic_checkpoint_keys.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def model_folder(tmp_path_factory):
+    """A real FluxMusic model folder (mel codec, vocabulary text encoder), trained for two steps; shared by every
+    module that runs the benchmark end to end."""
+    from fluxbench.models.fluxmusic.train import demo_config, train
+
+    root = tmp_path_factory.mktemp("model")
+    config = demo_config(out=str(root / "model"), clips=8, steps=2, global_batch=4, micro_batch=4, save_every=2)
+    return train(config, device_choice="cpu", progress=False)

@@ -48,7 +48,7 @@ OPTIONS: dict[str, dict[str, str]] = {
     "run": {"--limit": "count", "--seed": "non_negative", "--duration": "seconds", "--batch-size": "count",
             "--steps": "count", "--guidance": "finite", "--weights-dir": "dir", "--checkpoint": "file",
             "--captions": "file", "--audio-dir": "dir", "--bootstrap": "resamples", "--out": "out_dir",
-            "--name": "name"},
+            "--name": "name", "--generated": "dir", "--label": "name"},
     "generate": {"--prompts-file": "file", "--out": "out_dir", "--duration": "seconds", "--seed": "non_negative",
                  "--steps": "count", "--guidance": "finite", "--batch-size": "count", "--weights-dir": "dir",
                  "--checkpoint": "file", "--store": "out_dir"},
@@ -83,7 +83,7 @@ FREE_TEXT = {"--model", "--set", "--metrics", "--backbone", "--preset", "--solve
              "--codec", "--objective", "--time-sampling", "--prediction", "--precision", "--format", "--sets",
              "--loss-logs", "--audio", "--prompts", "--scaling-x", "--title", "--system", "--raters", "--base-url",
              "--address", "--db", "--family", "--kad-bandwidth", "--ref-stats", "--backbones", "--stats",
-             "--weights", "--weights-dir"}
+             "--weights", "--weights-dir", "--split", "--id-column", "--caption-column", "--audio-column"}
 
 
 @pytest.fixture(scope="module")

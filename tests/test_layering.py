@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 WINGS = ("fluxbench.models", "fluxbench.protocols", "fluxbench.reports", "fluxbench.human_eval")
 TOP = ("fluxbench.cli", "fluxbench.commands", "fluxbench.runner", "fluxbench.generation", "fluxbench.preflight",
-       "fluxbench.anchors", "fluxbench.catalog")
+       "fluxbench.anchors", "fluxbench.catalog", "fluxbench.pregenerated")
 GROUND = ("fluxbench", "fluxbench.atomic", "fluxbench.audio", "fluxbench.captions", "fluxbench.inputs",
           "fluxbench.registry", "fluxbench.results", "fluxbench.runtime", "fluxbench.store", "fluxbench.weights")
 

@@ -21,7 +21,7 @@ from fluxbench.results import load_results
 from fluxbench.runner import Runner
 from fluxbench.store import ClipStore
 from test_reliability_support import one_line_error
-from test_runner import model_folder, run_config  # noqa: F401  (model_folder is a fixture)
+from test_runner import run_config
 from test_train import manifest, tiny_config  # noqa: F401  (manifest is a fixture)
 
 
@@ -40,7 +40,7 @@ def _musiccaps(tmp_path: Path, rows: list[tuple[str, str]], audio_ids: list[str]
     return captions, audio
 
 
-def test_crafted_set_ids_cannot_write_or_link_outside_the_run(model_folder, tmp_path):  # noqa: F811
+def test_crafted_set_ids_cannot_write_or_link_outside_the_run(model_folder, tmp_path):
     outside = tmp_path / "x"
     outside.mkdir()
     victim = outside / "victim.wav"
@@ -101,7 +101,7 @@ def test_store_verifies_size_and_checksum(tmp_path):
     assert not ClipStore(tmp_path).has(key)
 
 
-def test_truncated_stored_clips_are_generated_again(model_folder, tmp_path):  # noqa: F811
+def test_truncated_stored_clips_are_generated_again(model_folder, tmp_path):
     first = Runner(run_config(model_folder, tmp_path)).run()
     clips = sorted((tmp_path / "runs" / "store" / "clips").rglob("*.wav"))
     originals = {p: p.read_bytes() for p in clips}
@@ -121,12 +121,12 @@ def test_truncated_wav_is_refused_not_scored_short(tmp_path):
         read_audio(path)
 
 
-def _generate_args(model_folder, out, *extra):  # noqa: F811
+def _generate_args(model_folder, out, *extra):
     return ["generate", "-q", "--model", str(model_folder), "--prompt", "soft piano", "--prompt", "loud drums",
             "--duration", "0.64", "--steps", "2", "--out", str(out), *extra]
 
 
-def test_generate_resume_regenerates_damaged_clips_and_names_a_corrupt_sidecar(model_folder, tmp_path,  # noqa: F811
+def test_generate_resume_regenerates_damaged_clips_and_names_a_corrupt_sidecar(model_folder, tmp_path,
                                                                                 capsys):
     out = tmp_path / "gen"
     assert cli(_generate_args(model_folder, out)) == 0
@@ -146,7 +146,7 @@ def test_generate_resume_regenerates_damaged_clips_and_names_a_corrupt_sidecar(m
     assert {p.name: p.read_bytes() for p in out.glob("*.wav")} == first  # the same batches as the first run
 
 
-def test_truncated_conditioner_weights_are_a_one_line_error(model_folder, tmp_path, capsys):  # noqa: F811
+def test_truncated_conditioner_weights_are_a_one_line_error(model_folder, tmp_path, capsys):
     import shutil
 
     folder = tmp_path / "damaged-model"

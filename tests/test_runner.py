@@ -21,16 +21,6 @@ from fluxbench.runner import RunConfig, Runner
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def model_folder(tmp_path_factory):
-    """A real FluxMusic model folder (mel codec, vocabulary text encoder), trained for two steps."""
-    from fluxbench.models.fluxmusic.train import demo_config, train
-
-    root = tmp_path_factory.mktemp("model")
-    config = demo_config(out=str(root / "model"), clips=8, steps=2, global_batch=4, micro_batch=4, save_every=2)
-    return train(config, device_choice="cpu", progress=False)
-
-
 def demo_options(tmp_path, size=6):
     return {"size": size, "root": str(tmp_path / "demo-set")}
 

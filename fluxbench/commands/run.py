@@ -8,7 +8,7 @@ import sys
 from fluxbench import FluxbenchError
 from fluxbench.inputs import (existing_dir, existing_file, finite_float, output_dir, path_component, positive_int,
                               resample_count, seconds, seed_int, text_file)
-from fluxbench.runner import OFFLINE_DEFAULT
+from fluxbench.catalog import OFFLINE_DEFAULT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,7 +97,8 @@ def main(args: argparse.Namespace) -> int:
         raise FluxbenchError("--generated: generation options (--steps, --guidance, --checkpoint, ...) do not apply "
                              "to a folder of audio")
     config = RunConfig(
-        model=args.model or OFFLINE_DEFAULT["model"], set=args.set_name, generated=args.generated, label=args.label, metrics=args.metrics.split(",") if args.metrics else None,
+        model=args.model or OFFLINE_DEFAULT["model"], set=args.set_name, generated=args.generated, label=args.label,
+        metrics=args.metrics.split(",") if args.metrics else None,
         backbone=args.backbone, limit=args.limit, seed=args.seed, duration=args.duration,
         batch_size=args.batch_size, generation=generation, model_options=model_options, set_options=set_options,
         reference_crop=args.reference_crop, bootstrap=args.bootstrap, out=args.out, name=args.name,

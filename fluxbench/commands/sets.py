@@ -20,5 +20,9 @@ def main(args: argparse.Namespace) -> int:
         return 0
     header = ["name", "items", "audio expected at", "summary"]
     table = [[r["name"], str(r.get("items", "-")), str(r.get("audio", "-")), r["summary"]] for r in rows]
+    table += [[f"{prefix}:{'NAME_OR_PATH' if prefix == 'hf' else 'FILE'}", "-",
+               "the dataset's audio column" if prefix == "hf" else "--audio-dir, or the table's audio column", summary]
+              for prefix, (_, summary) in registry.SET_SOURCES.items()]
     print(aligned_table(header, table))
+    print("\n--generated DIR scores audio made elsewhere: one file per item, named by item id (see README).")
     return 0

@@ -25,9 +25,9 @@ class Columns:
 
 
 def pick(role: str, explicit: str | None, candidates: Iterable[str], columns: list[str], where: str,
-         required: bool, flag: str) -> str | None:
-    """The column for `role`: the explicit one (which must exist), else the one candidate present."""
-    listed = ", ".join(columns)
+         required: bool, flag: str, listed: str) -> str | None:
+    """The column for `role` among `columns`: the explicit one (which must exist), else the one candidate
+    present; `listed` names every column of the table in messages."""
     if explicit:
         if explicit not in columns:
             raise SetError(f"{where}: {flag} {explicit!r} is not a column; columns: {listed}")
@@ -46,10 +46,11 @@ def pick(role: str, explicit: str | None, candidates: Iterable[str], columns: li
 def detect(columns: list[str], where: str, id_column: str | None = None, caption_column: str | None = None,
            audio_column: str | None = None, audio_candidates: Iterable[str] = AUDIO_NAMES) -> Columns:
     """The id, caption and audio columns of a table with `columns` (see the module doc)."""
-    caption = pick("caption", caption_column, CAPTION_NAMES, columns, where, True, "--caption-column")
+    listed = ", ".join(columns)
+    caption = pick("caption", caption_column, CAPTION_NAMES, columns, where, True, "--caption-column", listed)
     rest = [c for c in columns if c != caption]
-    return Columns(pick("item id", id_column, ID_NAMES, rest, where, False, "--id-column"), caption,
-                   pick("audio", audio_column, audio_candidates, rest, where, False, "--audio-column"))
+    return Columns(pick("item id", id_column, ID_NAMES, rest, where, False, "--id-column", listed), caption,
+                   pick("audio", audio_column, audio_candidates, rest, where, False, "--audio-column", listed))
 
 
 def row_id(index: int) -> str:

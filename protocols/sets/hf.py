@@ -99,6 +99,7 @@ class HuggingFaceSet(EvalSet):
         self.fingerprint = dataset._fingerprint
         self.rows = len(dataset)
         folder = self.reference_folder()
+        folder.mkdir(parents=True, exist_ok=True)
         complete = folder / COMPLETE_MARKER
         written = json.loads(complete.read_text()) if complete.is_file() else None
         wanted = [c for c in (columns.id, columns.caption, columns.audio) if c]
