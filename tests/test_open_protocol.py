@@ -516,3 +516,34 @@ def test_anchors_score_with_the_runs_backbone(model_folder, tmp_path, monkeypatc
     assert asked == ["paper"] * 4  # the run, then its untrained, noise and codec rows
     assert results["anchors"]["backbone"] == "paper"
     assert set(results["anchors"]["rows"]["noise"]) >= set(results["metrics"])
+
+
+def test_a_set_from_outside_code_runs_by_module_and_factory(tmp_path, monkeypatch):
+    (tmp_path / "my_sets.py").write_text(textwrap.dedent(f'''
+        from pathlib import Path
+        from fluxbench.protocols.sets import EvalSet, SetItem
+
+        class Whistles(EvalSet):
+            name = "whistles"
+            duration = 1.0
+            default_backbone = "descriptor"
+
+            def items(self):
+                for n in range(3):
+                    yield SetItem(f"w{{n}}", f"whistle number {{n}}", Path({str(tmp_path)!r}) / "ref" / f"w{{n}}.wav")
+
+        def not_a_set():
+            return [1, 2]
+    '''))
+    for n in range(3):
+        write_wav(tmp_path / "ref" / f"w{n}.wav", tone(500 + 100 * n), RATE)
+        write_wav(tmp_path / "gen" / f"w{n}.wav", tone(520 + 100 * n), RATE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "my_sets", raising=False)
+    results = Runner(RunConfig(set="my_sets:Whistles", generated=str(tmp_path / "gen"), bootstrap=0,
+                               out=str(tmp_path / "runs"), progress=False)).run()
+    assert results["set"]["name"] == "whistles" and results["set"]["scored_items"] == 3
+    assert results["scoring"]["backbone"] == "descriptor" and results["settings"]["duration"] == 1.0
+    with pytest.raises(FluxbenchError, match="the factory returned list, expected a fluxbench.protocols.sets.EvalSet"):
+        Runner(RunConfig(set="my_sets:not_a_set", generated=str(tmp_path / "gen"), out=str(tmp_path / "runs"),
+                         progress=False)).run()
